@@ -1,0 +1,107 @@
+"""``build_model``: an architecture from the registry, optionally with pretrained weights and frozen stages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .resnet import ResNet, get_builder
+
+# The torchvision weights enum that matches each architecture we can pretrain.
+TORCHVISION_WEIGHTS = {
+    "resnet18": "ResNet18_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet50": "ResNet50_Weights",
+}
+
+
+class WeightsError(RuntimeError):
+    """Pretrained weights that cannot be had or do not fit the architecture."""
+
+
+def build_model(
+    arch: str,
+    num_classes: int = 10,
+    weights: str | os.PathLike | None = None,
+    frozen_stages: int = 0,
+    stem: str | None = None,
+    **kwargs,
+) -> ResNet:
+    """Build ``arch`` for ``num_classes`` classes.
+
+    ``weights``: ``None`` (random init), ``"imagenet"`` (torchvision's ImageNet weights, from
+    its cache or downloaded when online) or the path of a torchvision-format state-dict file.
+    The 1000-class ImageNet classifier is replaced by a fresh ``num_classes`` one.
+    ``stem`` defaults to ``"imagenet"`` with pretrained weights (their 7x7 conv1 needs it) and
+    ``"cifar"`` otherwise; the CIFAR ResNets (resnet20...110) only have the CIFAR stem.
+    ``frozen_stages=k`` freezes the stem and stages 1..k (0 trains everything).
+    """
+    builder = get_builder(arch)
+    if arch in TORCHVISION_WEIGHTS:
+        kwargs["stem"] = stem or ("imagenet" if weights is not None else "cifar")
+    elif weights is not None:
+        raise WeightsError(f"{arch} has no pretrained weights; use one of {', '.join(TORCHVISION_WEIGHTS)} or weights=None")
+    elif stem not in (None, "cifar"):
+        raise ValueError(f"{arch} is a CIFAR ResNet and only has the 'cifar' stem")
+    model = builder(num_classes=num_classes, **kwargs)
+    if weights is not None:
+        load_pretrained(model, arch, weights)
+    model.freeze(frozen_stages)
+    return model
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a torchvision-format state dict (tensors only: ``weights_only=True``)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path} (pass a torchvision state-dict .pth file, or 'imagenet')")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for a file that is not a state dict
+        raise WeightsError(f"cannot read weights file {path}: {e.__class__.__name__}: {str(e).splitlines()[0]}") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"weights file {path} does not hold a state dict of tensors")
+    return state
+
+
+def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights for ``arch``: its cache, or a download when online."""
+    import torchvision.models as tvm
+
+    weights = getattr(tvm, TORCHVISION_WEIGHTS[arch]).IMAGENET1K_V1
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except OSError as e:  # URLError and socket errors are OSErrors
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        raise WeightsError(
+            f"cannot fetch torchvision's ImageNet weights for {arch} ({e.__class__.__name__}; offline?): "
+            f"put {Path(weights.url).name} in {cache.parent} or pass a torchvision state-dict file with --weights PATH"
+        ) from e
+
+
+def load_pretrained(model: ResNet, arch: str, weights: str | os.PathLike) -> None:
+    state = imagenet_state_dict(arch) if str(weights) == "imagenet" else load_state_dict_file(weights)
+    # The pretrained classifier has ImageNet's classes; ours is new.
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = model.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if mismatched:
+        k = mismatched[0]
+        raise WeightsError(
+            f"weights do not fit {arch}: {k} has shape {tuple(state[k].shape)}, the model needs {tuple(own[k].shape)}"
+        )
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("fc.")]
+    if missing or result.unexpected_keys:
+        raise WeightsError(
+            f"weights do not fit {arch}: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {result.unexpected_keys[:3]}{'...' if len(result.unexpected_keys) > 3 else ''}"
+        )
+
+
+def trainable_parameters(model: ResNet) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
