@@ -1,0 +1,373 @@
+"""Plots and an HTML report for a search's run folder, made from its files alone.
+
+Reads ``runs/NAME/study.db`` (the Optuna study) and, when they exist, ``search.json``,
+``best/config.json`` and ``best/metrics.json``; an interrupted search (no ``search.json``,
+trials still RUNNING, no ``best/``) is reported too. Writes ``runs/NAME/plots/<plot>.html``
+with ``plots/plotly.min.js`` beside them, and ``runs/NAME/report.html``, which loads that same
+bundle, so everything opens offline.
+
+Example:
+    python -m search.report runs/smoke
+"""
+
+import argparse
+import datetime
+import html
+import json
+import math
+import warnings
+from pathlib import Path
+
+import optuna
+import optuna.visualization as vis
+import pandas as pd
+import plotly.offline
+from optuna.trial import TrialState
+
+PLOTLY_JS = "plotly.min.js"
+TOP_TRIALS = 10  # rows in the leaderboard
+TARGET = "val_acc"  # what the study's objective value is
+RETRAIN_COMMAND = "python -m search.retrain {run_dir}"
+
+
+class RunFolderError(Exception):
+    """A run folder the report cannot be made from."""
+
+
+def load_study(run_dir):
+    """Load the one Optuna study in ``run_dir/study.db``."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"run folder not found: {run_dir}")
+    db = run_dir / "study.db"
+    # Checked here because opening a missing sqlite file would create an empty study.db.
+    if not db.is_file():
+        raise RunFolderError(f"no study.db in {run_dir} (is it a search's run folder?)")
+    storage = f"sqlite:///{db.resolve()}"
+    names = optuna.get_all_study_names(storage)
+    if len(names) != 1:
+        raise RunFolderError(f"{db} holds {len(names)} studies {names}, expected exactly one")
+    return optuna.load_study(study_name=names[0], storage=storage)
+
+
+def _read_json(path):
+    """The parsed JSON at ``path``, or None when the file is missing."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _curve(trial):
+    """Validation accuracy per epoch, NaNs (diverged epochs) dropped."""
+    values = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
+    return [v for v in values if not math.isnan(v)]
+
+
+def _skip_reason(name, trials):
+    """Why plot ``name`` cannot be drawn from ``trials`` (None when it can)."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if name == "intermediate_values":
+        # Optuna draws curves for these states only; FAIL trials are left out.
+        drawn = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        if not any(t.intermediate_values for t in trials if t.state in drawn):
+            return "no COMPLETE, PRUNED or RUNNING trial reported a validation accuracy yet"
+        return None
+    if name == "timeline":
+        return None if any(t.datetime_start for t in trials) else "no trial has started yet"
+    if not complete:
+        return "needs at least 1 COMPLETE trial, the study has none"
+    if name in ("parallel_coordinate", "slice") and not any(t.params for t in complete):
+        return "the COMPLETE trials have no parameters"
+    if name == "param_importances":
+        if len(complete) < 2:
+            return f"needs at least 2 COMPLETE trials, the study has {len(complete)}"
+        if len({t.value for t in complete}) < 2:
+            return "every COMPLETE trial has the same value, so no parameter explains it"
+    return None
+
+
+def _importances(study):
+    """Parameter-importance figure, or the reason Optuna gives for not computing it."""
+    # With too few trials Optuna's default evaluator (PED-ANOVA) warns and returns equal
+    # importances; a bar chart of that would look like a finding, so it becomes a skip note.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = vis.plot_param_importances(study, target_name=TARGET)
+    for w in caught:
+        if "importances will be equal" in str(w.message):
+            return f"Optuna could not rank the parameters: {w.message}"
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return fig
+
+
+PLOTS = {
+    "optimization_history": lambda s: vis.plot_optimization_history(s, target_name=TARGET),
+    "param_importances": _importances,
+    "parallel_coordinate": lambda s: vis.plot_parallel_coordinate(s, target_name=TARGET),
+    "intermediate_values": lambda s: vis.plot_intermediate_values(s).update_layout(
+        xaxis_title="epoch", yaxis_title=TARGET
+    ),
+    "slice": lambda s: vis.plot_slice(s, target_name=TARGET),
+    "timeline": vis.plot_timeline,
+}
+
+
+def make_figures(study):
+    """One plotly figure per entry of PLOTS, or a string saying why it was skipped."""
+    trials = study.get_trials(deepcopy=False)
+    figures = {}
+    for name, plot in PLOTS.items():
+        reason = _skip_reason(name, trials)
+        figures[name] = reason if reason is not None else plot(study)
+    return figures
+
+
+def _write_figures(figures, plots_dir):
+    """Save each figure as ``plots_dir/<name>.html``; skipped ones keep their reason."""
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    # Written every time rather than left to plotly's "directory" mode, which keeps an
+    # existing bundle: a report rebuilt after a plotly upgrade must not load an older one.
+    (plots_dir / PLOTLY_JS).write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+    written = {}
+    for name, fig in figures.items():
+        path = plots_dir / f"{name}.html"
+        if isinstance(fig, str):
+            path.unlink(missing_ok=True)  # a stale plot from an earlier build would mislead
+            written[name] = fig
+        else:
+            fig.write_html(path, include_plotlyjs="directory", full_html=True)
+            written[name] = path
+    return written
+
+
+def write_plots(run_dir):
+    """Write ``run_dir/plots/<name>.html`` for every plot; skipped plots map to a reason."""
+    return _write_figures(make_figures(load_study(run_dir)), Path(run_dir) / "plots")
+
+
+def leaderboard(study, top=TOP_TRIALS):
+    """The best ``top`` trials: COMPLETE ones by value, then the others by best accuracy."""
+    trials = study.get_trials(deepcopy=False)
+    # Every parameter any trial has, so conditional ones get a column (blank where absent).
+    params = sorted(set().union(*(t.params for t in trials)))
+    best = f"best_{TARGET}"
+    rows = []
+    for t in trials:
+        curve = _curve(t)
+        row = {
+            "trial": t.number,
+            "state": t.state.name,
+            TARGET: t.value,
+            best: max(curve) if curve else None,
+            "epochs": t.user_attrs.get("epochs", len(curve)),
+        }
+        for name in params:
+            # Text, so an int parameter missing from some trials is not shown as "512.0".
+            value = t.params.get(name, "")
+            row[name] = f"{value:.3g}" if isinstance(value, float) else str(value)
+        row["wall_seconds"] = t.user_attrs.get("wall_seconds")
+        row["node"] = t.user_attrs.get("node")
+        rows.append(row)
+    columns = ["trial", "state", TARGET, best, "epochs", *params, "wall_seconds", "node"]
+    df = pd.DataFrame(rows, columns=columns)
+    # Float even when every entry is missing, so the table shows blanks rather than "None".
+    df[[TARGET, best, "wall_seconds"]] = df[[TARGET, best, "wall_seconds"]].astype(float)
+    df["_complete"] = df["state"] == TrialState.COMPLETE.name
+    df = df.sort_values(
+        ["_complete", TARGET, best, "trial"],
+        ascending=[False, False, False, True],
+        na_position="last",
+    )
+    return df.drop(columns="_complete").head(top).reset_index(drop=True)
+
+
+def _counts(trials):
+    """Number of trials per state name, for every state a search can leave behind."""
+    counts = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    counts[TrialState.RUNNING.name] = 0
+    for t in trials:
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
+
+
+def _wall_seconds(search, trials):
+    """Search wall time: from search.json, else first trial start to last trial end."""
+    if search and search.get("wall_seconds") is not None:
+        return float(search["wall_seconds"])
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    # RUNNING trials were cut off by the interruption; their last known moment is unknown.
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    if not starts or not ends:
+        return None
+    return max(0.0, (max(ends) - min(starts)).total_seconds())
+
+
+def _format_seconds(seconds):
+    """``3725.0`` -> ``1:02:05``."""
+    if seconds is None:
+        return "unknown"
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+def _dataset_label(*configs):
+    """How to name the data: the JPEG copy of CIFAR-10 must be labelled as such."""
+    def strings(obj):
+        if isinstance(obj, dict):
+            for v in obj.values():
+                yield from strings(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                yield from strings(v)
+        elif isinstance(obj, str):
+            yield obj
+
+    if any("cifar10-jpeg" in s for c in configs if c for s in strings(c)):
+        return "CIFAR-10 (JPEG-75 copy)"
+    return "CIFAR-10"
+
+
+def _table(rows):
+    """An HTML table of (label, value) pairs; values are escaped."""
+    cells = "".join(
+        f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(value))}</td></tr>"
+        for label, value in rows
+    )
+    return f'<table class="summary">{cells}</table>'
+
+
+def _summary(run_dir, study, search, best_json, metrics):
+    """The summary section: counts, wall time, best trial, retrained test accuracy."""
+    trials = study.get_trials(deepcopy=False)
+    counts = _counts(trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = max(complete, key=lambda t: t.value) if complete else None
+    if best_json is not None:
+        best_number, best_value = best_json["trial"], best_json["val_acc"]
+        config = best_json.get("config") or best_json.get("params")
+    elif best is not None:
+        best_number, best_value, config = best.number, best.value, best.params
+    else:
+        best_number = best_value = config = None
+
+    rows = [("space", study.study_name)]
+    if search:
+        rows.append(("trials requested", search.get("num_samples")))
+        rows.append(("max epochs per trial", search.get("max_epochs")))
+    rows += [
+        ("completed", counts["COMPLETE"]),
+        ("pruned (ASHA)", counts["PRUNED"]),
+        ("failed", counts["FAIL"]),
+        ("running (interrupted)", counts["RUNNING"]),
+        ("wall time", _format_seconds(_wall_seconds(search, trials))),
+        ("best trial", best_number if best_number is not None else "none yet"),
+        (f"best validation accuracy ({TARGET})",
+         f"{best_value:.4f}" if best_value is not None else "none yet"),
+    ]
+    if metrics:
+        rows.append(("retrained test accuracy", f"{metrics['test_acc']:.4f}"))
+        rows.append(("retrain", f"{metrics.get('epochs')} epochs, "
+                     f"{_format_seconds(metrics.get('seconds'))}, "
+                     f"{metrics.get('images_per_second', 0):,.0f} images/s on "
+                     f"{metrics.get('device')}"))
+    parts = [_table(rows)]
+    if not metrics and best_number is not None:
+        command = RETRAIN_COMMAND.format(run_dir=run_dir)
+        parts.append(
+            '<p class="note">No retrained test accuracy yet: retrain the best config with '
+            f"<code>{html.escape(command)}</code></p>"
+        )
+    if config:
+        parts.append("<h3>Best trial config</h3>")
+        parts.append(f"<pre>{html.escape(json.dumps(config, indent=2, sort_keys=True))}</pre>")
+    return "\n".join(parts)
+
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+table.summary th { text-align: left; background: #f4f4f4; }
+.note, .skipped { color: #555; font-style: italic; }
+.warning { border: 1px solid #999; background: #eee; padding: 0.5em 1em; }
+pre { background: #f4f4f4; padding: 0.5em 1em; }
+"""
+
+
+def build_report(run_dir):
+    """Write the plots and ``run_dir/report.html``; return the report's path."""
+    run_dir = Path(run_dir)
+    study = load_study(run_dir)
+    figures = make_figures(study)
+    _write_figures(figures, run_dir / "plots")
+    search = _read_json(run_dir / "search.json")
+    best_json = _read_json(run_dir / "best" / "config.json")
+    metrics = _read_json(run_dir / "best" / "metrics.json")
+    counts = _counts(study.get_trials(deepcopy=False))
+
+    name = html.escape(study.study_name)
+    dataset = _dataset_label(search and search.get("args"), best_json)
+    body = [f"<h1>Search report: {name}</h1>", f"<p>Data: {html.escape(dataset)}. "
+            f"Accuracies are on this data's validation split (search) and test split "
+            f"(retrain).</p>"]
+    if search is None or search.get("finished") is None or counts["RUNNING"]:
+        body.append(
+            '<p class="warning">This search did not finish (no search.json, no finish time or '
+            "trials still RUNNING): the numbers below are what the study held when it stopped."
+            "</p>"
+        )
+    body.append("<h2>Summary</h2>")
+    body.append(_summary(run_dir, study, search, best_json, metrics))
+    body.append(f"<h2>Leaderboard (top {TOP_TRIALS})</h2>")
+    board = leaderboard(study)
+    accuracy = "{:.4f}".format
+    formatters = {TARGET: accuracy, f"best_{TARGET}": accuracy, "wall_seconds": "{:.0f}".format}
+    table = board.to_html(index=False, na_rep="", formatters=formatters,
+                          classes="leaderboard", border=0)
+    body.append(f'<div class="scroll">{table}</div>')
+    body.append("<h2>Plots</h2>")
+    for plot_name, fig in figures.items():
+        title = html.escape(plot_name.replace("_", " "))
+        if isinstance(fig, str):
+            body.append(f"<h3>{title}</h3>")
+            body.append(f'<p class="skipped">Skipped: {html.escape(fig)}</p>')
+        else:
+            body.append(f'<h3><a href="plots/{plot_name}.html">{title}</a></h3>')
+            body.append(fig.to_html(full_html=False, include_plotlyjs=False,
+                                    div_id=f"plot-{plot_name}"))
+    # The bundle in plots/ (not a CDN) so the report opens offline; one copy serves every page.
+    script = f'<script charset="utf-8" src="plots/{PLOTLY_JS}"></script>'
+    page = (
+        f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        f"<title>Search report: {name}</title>\n{script}\n<style>{STYLE}</style></head>\n"
+        f"<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+    path = run_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def get_args_parser(add_help=True):
+    """Command-line flags of the report."""
+    parser = argparse.ArgumentParser(
+        prog="python -m search.report",
+        description="Rebuild the plots and report.html of a search's run folder",
+        add_help=add_help,
+    )
+    parser.add_argument("run_dir", type=Path, help="run folder holding study.db, e.g. runs/smoke")
+    return parser
+
+
+def main(args):
+    """Build the report for ``args.run_dir`` and print where it is."""
+    try:
+        path = build_report(args.run_dir)
+    except RunFolderError as e:
+        # One line and status 2, as argparse gives for bad arguments, without its usage text.
+        get_args_parser().exit(2, f"python -m search.report: error: {e}\n")
+    print(path)
+    return path
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

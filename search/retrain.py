@@ -1,0 +1,123 @@
+"""Retrain a search's best config on train + validation and evaluate the test set once.
+
+Example::
+
+    python -m search.retrain runs/scratch                 # the search's --max-epochs
+    python -m search.retrain runs/scratch --epochs 60
+
+Reads ``best/config.json`` and ``search.json`` (for the data) and writes ``best/model.pt``
+(a state dict: ``torch.load(..., weights_only=True)`` into ``model.build_model``),
+``best/metrics.json`` and ``best/history.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from model.data import CIFAR10Data, DataError, load_cifar10
+from model.train import RunConfig, fit, resolve_device, evaluate_test, write_json
+
+
+def load_search_data(out: Path) -> CIFAR10Data:
+    """The search's data, from the arguments recorded in search.json."""
+    args = json.loads((out / "search.json").read_text())["args"]
+    return load_cifar10(args["data"], val_size=args["val_size"], train_subset=args["train_subset"],
+                        seed=args["seed"], download=args.get("download", False))
+
+
+def retrain(best: dict, data: CIFAR10Data, out: Path, epochs: int | None = None, device: str = "auto",
+            threads: int = 0) -> dict:
+    """Train ``best["config"]`` on train + validation, then test it exactly once."""
+    config = dict(best["config"])
+    if epochs is not None:
+        config["epochs"] = epochs
+    config.update(device=device, threads=threads)
+    cfg = RunConfig.from_dict(config)
+    t0 = time.perf_counter()
+    result = fit(cfg, data, train_on_val=True)
+    seconds = time.perf_counter() - t0
+    if result.status != "completed":
+        raise RuntimeError(f"the retrain {result.status} after {result.epochs} epochs")
+    metrics = {
+        "trial": best["trial"],
+        "search_val_acc": best["val_acc"],
+        **evaluate_test(result.model, cfg, data),
+        "epochs": result.epochs,
+        "train_images": int(len(data.train_labels) + len(data.val_labels)),
+        "seconds": seconds,
+        "images_per_second": sum(h["images_per_second"] for h in result.history) / len(result.history),
+        "device": str(resolve_device(cfg.device)),
+        "config": cfg.to_dict(),
+    }
+    best_dir = out / "best"
+    torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, best_dir / "model.pt")
+    write_json(best_dir / "history.json", result.history)
+    write_json(best_dir / "metrics.json", metrics)
+    return metrics
+
+
+def retrain_run(out: str | Path, epochs: int | None = None, data: CIFAR10Data | None = None, cpus: float = 0,
+                gpus: float = 0, use_ray: bool = False) -> dict:
+    """Retrain the best config of the search in ``out``, as a Ray task when ``use_ray``."""
+    out = Path(out).resolve()
+    best_path = out / "best" / "config.json"
+    if not best_path.exists():
+        raise FileNotFoundError(f"{best_path} not found: the search in {out} has no trial that ran all epochs yet")
+    best = json.loads(best_path.read_text())
+    if epochs is None:
+        epochs = json.loads((out / "search.json").read_text())["max_epochs"]
+    data = data if data is not None else load_search_data(out)
+    device = "cuda" if gpus > 0 else "cpu"
+    print(f"retraining trial {best['trial']} on train + validation for {epochs} epochs ...", flush=True)
+    if use_ray:
+        import ray
+
+        # On a cluster the driver may have no GPU: run where the trials ran.
+        task = ray.remote(num_cpus=cpus or 1, num_gpus=gpus)(_retrain_and_return)
+        metrics, files = ray.get(task.remote(best, data, epochs, device, int(cpus or 0)))
+        for name, blob in files.items():
+            (out / "best" / name).write_bytes(blob)
+    else:
+        metrics = retrain(best, data, out, epochs, device=device, threads=int(cpus or 0))
+    print(f"retrained: test_acc {metrics['test_acc']:.4f} (search val_acc {metrics['search_val_acc']:.4f}); "
+          f"wrote {out / 'best'}/model.pt, metrics.json, history.json")
+    return metrics
+
+
+def _retrain_and_return(best: dict, data: CIFAR10Data, epochs: int, device: str, threads: int):
+    """Ray task body: retrain in a scratch folder on the worker and ship the files back."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "best").mkdir()
+        metrics = retrain(best, data, Path(tmp), epochs, device=device, threads=threads)
+        files = {p.name: p.read_bytes() for p in (Path(tmp) / "best").iterdir()}
+    return metrics, files
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Retrain a search's best config and test it once", add_help=add_help)
+    p.add_argument("run_dir", help="the search's --out folder (holding best/config.json and search.json)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the search's --max-epochs)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        gpus = 1 if resolve_device(args.device).type == "cuda" else 0
+        retrain_run(args.run_dir, epochs=args.epochs, gpus=gpus)
+    except (FileNotFoundError, DataError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))

@@ -1,0 +1,56 @@
+"""The Tune trainable: one trial = one ``model.train.fit`` run, reported to Tune once per epoch."""
+
+from __future__ import annotations
+
+import tempfile
+
+import ray
+from ray import tune
+
+from model.data import CIFAR10Data
+from model.train import RunConfig, fit
+
+# Reported every epoch. Selection uses the validation metrics only: trials never see the test set.
+REPORTED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_second")
+
+
+def run_config(params: dict, fixed: dict) -> RunConfig:
+    """A trial's RunConfig: the space's parameters over the search's fixed values.
+
+    ``fixed["weights_by_arch"]`` maps each pretrained architecture to its weights (the
+    fine-tune space chooses the architecture, the command line says where weights come from).
+    """
+    fixed = dict(fixed)
+    weights_by_arch = fixed.pop("weights_by_arch", None) or {}
+    cfg = {**fixed, **params}
+    if cfg.get("arch") in weights_by_arch:
+        cfg["weights"] = weights_by_arch[cfg["arch"]]
+    return RunConfig.from_dict(cfg)
+
+
+def train_trial(config: dict, data: CIFAR10Data, fixed: dict) -> None:
+    """Train one config and report ``val_acc`` each epoch, with a checkpoint, until ASHA stops it."""
+    cfg = run_config(config, fixed)
+    if cfg.device == "cpu":
+        # Ray starts workers with OMP_NUM_THREADS=1; a trial gets as many threads as CPUs.
+        resources = tune.get_context().get_trial_resources().required_resources
+        cfg.threads = max(1, int(resources.get("CPU", 1)))
+    node = ray.get_runtime_context().get_node_id()
+    node_ip = ray.util.get_node_ip_address()
+    checkpoint = tune.get_checkpoint()
+
+    with tempfile.TemporaryDirectory(prefix="trial-ckpt-") as ckpt_dir:
+
+        def on_epoch(metrics: dict, written) -> None:
+            report = {k: metrics[k] for k in REPORTED if k in metrics}
+            report.update(diverged=metrics.get("diverged", False), node=node, node_ip=node_ip)
+            if written is not None:
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(ckpt_dir))
+            else:
+                tune.report(report)
+
+        if checkpoint is not None:
+            with checkpoint.as_directory() as resume_dir:
+                fit(cfg, data, on_epoch, checkpoint_dir=ckpt_dir, resume_from=resume_dir)
+        else:
+            fit(cfg, data, on_epoch, checkpoint_dir=ckpt_dir)

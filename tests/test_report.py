@@ -1,0 +1,289 @@
+"""Tests for search.report: plots, report.html, the CLI, and a render in headless Chromium."""
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import report
+from tests._fake_run import make_fake_run
+
+REPO = Path(__file__).resolve().parents[1]
+PLOT_NAMES = [
+    "optimization_history",
+    "param_importances",
+    "parallel_coordinate",
+    "intermediate_values",
+    "slice",
+    "timeline",
+]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """A finished search with a retrained best config, report already built."""
+    run_dir = make_fake_run(tmp_path_factory.mktemp("runs") / "smoke")
+    report.build_report(run_dir)
+    return run_dir
+
+
+def _study(run_dir):
+    return optuna.load_study(study_name=None, storage=f"sqlite:///{run_dir / 'study.db'}")
+
+
+def _array(value):
+    """A trace's x or y as a list, whether plotly wrote it plain or base64-packed."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return list(value)
+
+
+def _figures(page):
+    """Every figure a page draws with Plotly.newPlot, as {div id: {"data", "layout"}}."""
+    decoder = json.JSONDecoder()
+    figures = {}
+    for m in re.finditer(r'Plotly\.newPlot\(\s*"([^"]+)",\s*', page):
+        data, end = decoder.raw_decode(page, m.end())
+        end += re.match(r"\s*,\s*", page[end:]).end()
+        layout, _ = decoder.raw_decode(page, end)
+        figures[m.group(1)] = {"data": data, "layout": layout}
+    return figures
+
+
+def _only_figure(path):
+    (figure,) = _figures(Path(path).read_text()).values()
+    return figure
+
+
+def _summary_table(page):
+    """The report's summary rows as {label: text}."""
+    table = re.search(r'<table class="summary">(.*?)</table>', page, re.S).group(1)
+    return dict(re.findall(r"<th>(.*?)</th><td>(.*?)</td>", table))
+
+
+def _leaderboard_rows(page):
+    """(trial, state) of each leaderboard row, top first."""
+    table = re.search(r'<table class="dataframe leaderboard">(.*?)</table>', page, re.S).group(1)
+    return [(int(n), s) for n, s in re.findall(r"<tr>\s*<td>(\d+)</td>\s*<td>(\w+)</td>", table)]
+
+
+def test_write_plots_writes_every_plot_with_local_plotlyjs(full_run):
+    written = report.write_plots(full_run)
+    assert list(written) == PLOT_NAMES
+    for name, path in written.items():
+        assert path == full_run / "plots" / f"{name}.html" and path.is_file()
+        assert '<script charset="utf-8" src="plotly.min.js"></script>' in path.read_text()
+    bundle = full_run / "plots" / "plotly.min.js"
+    assert bundle.stat().st_size > 1_000_000
+    assert "plotly.js" in bundle.read_text()[:500]
+
+
+def test_no_page_loads_anything_from_the_network(full_run):
+    pages = sorted(full_run.rglob("*.html"))
+    assert len(pages) == len(PLOT_NAMES) + 1
+    for page in pages:
+        text = page.read_text()
+        assert "cdn.plot.ly" not in text, page
+        # Every script a page loads is a file in the run folder.
+        sources = re.findall(r'<script[^>]*\ssrc="([^"]+)"', text)
+        assert sources, page
+        for src in sources:
+            assert not re.match(r"[a-z]+:", src), (page, src)
+            assert (page.parent / src).is_file(), (page, src)
+
+
+def test_optimization_history_has_every_complete_trial(full_run):
+    complete = [t for t in _study(full_run).trials if t.state == TrialState.COMPLETE]
+    figure = _only_figure(full_run / "plots" / "optimization_history.html")
+    (markers,) = [d for d in figure["data"] if d["name"] == "val_acc"]
+    assert _array(markers["x"]) == [t.number for t in complete]
+    assert _array(markers["y"]) == pytest.approx([t.value for t in complete])
+    assert len(complete) == 6
+
+
+def test_intermediate_values_has_one_curve_per_trial_pruned_ones_shorter(full_run):
+    trials = _study(full_run).trials
+    figure = _only_figure(full_run / "plots" / "intermediate_values.html")
+    curves = {d["name"]: _array(d["y"]) for d in figure["data"]}
+    drawn = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert sorted(curves) == sorted(f"Trial{t.number}" for t in drawn)
+    for t in drawn:
+        curve = curves[f"Trial{t.number}"]
+        steps = sorted(t.intermediate_values)
+        assert curve == pytest.approx([t.intermediate_values[s] for s in steps])
+        if t.state == TrialState.COMPLETE:
+            assert len(curve) == 4
+        else:
+            assert 1 <= len(curve) < 4
+
+
+def test_report_summary_numbers(full_run):
+    page = (full_run / "report.html").read_text()
+    summary = _summary_table(page)
+    best = json.loads((full_run / "best" / "config.json").read_text())
+    metrics = json.loads((full_run / "best" / "metrics.json").read_text())
+    assert summary["space"] == "smoke"
+    assert (summary["completed"], summary["pruned (ASHA)"], summary["failed"]) == ("6", "5", "1")
+    assert summary["running (interrupted)"] == "0"
+    assert summary["best trial"] == str(best["trial"])
+    assert summary["best validation accuracy (val_acc)"] == f"{best['val_acc']:.4f}"
+    assert summary["retrained test accuracy"] == f"{metrics['test_acc']:.4f}"
+    assert summary["wall time"] != "unknown"
+    assert "CIFAR-10 (JPEG-75 copy)" in page
+    assert "did not finish" not in page and "search.retrain" not in page
+
+
+def test_report_leaderboard_complete_first_by_value(full_run):
+    trials = _study(full_run).trials
+    complete = sorted(
+        (t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value
+    )
+    rest = sorted(
+        (t for t in trials if t.state != TrialState.COMPLETE),
+        key=lambda t: -max(t.intermediate_values.values()),
+    )
+    expected = [(t.number, t.state.name) for t in complete + rest][:10]
+    page = (full_run / "report.html").read_text()
+    assert _leaderboard_rows(page) == expected
+    assert f"<td>{complete[0].value:.4f}</td>" in page
+
+
+def test_report_embeds_every_plot_once_with_one_plotlyjs(full_run):
+    page = (full_run / "report.html").read_text()
+    assert sorted(_figures(page)) == sorted(f"plot-{name}" for name in PLOT_NAMES)
+    assert page.count("<script charset=\"utf-8\" src=\"plots/plotly.min.js\"></script>") == 1
+    assert "Skipped:" not in page
+
+
+def test_importances_skipped_with_one_complete_trial(tmp_path):
+    run_dir = make_fake_run(tmp_path / "run", n_complete=1, n_pruned=3)
+    (run_dir / "plots").mkdir()
+    (run_dir / "plots" / "param_importances.html").write_text("stale")
+    written = report.write_plots(run_dir)
+    assert isinstance(written["param_importances"], str)
+    assert "at least 2 COMPLETE" in written["param_importances"]
+    assert not (run_dir / "plots" / "param_importances.html").exists()
+    for name in set(PLOT_NAMES) - {"param_importances"}:
+        assert written[name].is_file(), name
+    page = report.build_report(run_dir).read_text()
+    assert f"Skipped: {written['param_importances']}" in page
+
+
+def test_no_complete_trial_skips_plots_of_values(tmp_path):
+    run_dir = make_fake_run(tmp_path / "run", n_complete=0, n_pruned=3, with_best=False)
+    written = report.write_plots(run_dir)
+    skipped = {name for name, result in written.items() if isinstance(result, str)}
+    assert skipped == {"optimization_history", "param_importances", "parallel_coordinate", "slice"}
+    page = report.build_report(run_dir).read_text()
+    assert _summary_table(page)["best trial"] == "none yet"
+    assert page.count("Skipped:") == 4
+    assert "<td>None</td>" not in page
+
+
+def test_interrupted_run_still_reported(tmp_path):
+    run_dir = make_fake_run(
+        tmp_path / "run", running=2, with_search_json=False, with_best=False, n_complete=3
+    )
+    page = report.build_report(run_dir).read_text()
+    summary = _summary_table(page)
+    assert (summary["completed"], summary["running (interrupted)"]) == ("3", "2")
+    assert "did not finish" in page
+    assert f"python -m search.retrain {run_dir}" in page
+    assert "retrained test accuracy" not in summary
+    running = [t.number for t in _study(run_dir).trials if t.state == TrialState.RUNNING]
+    curves = _figures(page)["plot-intermediate_values"]["data"]
+    assert {f"Trial{n}" for n in running} <= {d["name"] for d in curves}
+
+
+def test_plain_cifar10_is_not_labelled_jpeg(tmp_path):
+    run_dir = make_fake_run(tmp_path / "run", data="data/cifar-10-batches-py")
+    page = report.build_report(run_dir).read_text()
+    assert "JPEG" not in page and "Data: CIFAR-10." in page
+
+
+def test_cli_writes_report(tmp_path):
+    run_dir = make_fake_run(tmp_path / "run", running=1, with_search_json=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.report", str(run_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(run_dir / "report.html")
+    assert (run_dir / "report.html").is_file()
+    assert all((run_dir / "plots" / f"{name}.html").is_file() for name in PLOT_NAMES)
+
+
+@pytest.mark.parametrize("case", ["missing folder", "no study.db"])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, case):
+    run_dir = tmp_path / "run"
+    if case == "no study.db":
+        run_dir.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.report", str(run_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0] and str(run_dir) in lines[0], proc.stderr
+    assert not (run_dir / "study.db").exists()
+
+
+def _chromium():
+    """Path of a Chromium binary; skips (fails under CI) when there is none."""
+    for name in ("chromium", "chromium-browser", "/usr/bin/chromium"):
+        path = shutil.which(name)
+        if path:
+            return path
+    message = "chromium not installed: apt-get install chromium"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _headless(chromium, tmp_path, *args):
+    # The resolver rule makes every host name fail, so a page that needed a CDN would not draw.
+    command = [
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+        "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=10000", *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_report_renders_in_headless_chromium(full_run, tmp_path):
+    from PIL import Image
+
+    chromium = _chromium()
+    url = (full_run / "report.html").as_uri()
+    proc = _headless(chromium, tmp_path, "--dump-dom", url)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    for name in PLOT_NAMES:
+        # Each plot's div, up to the next one, holds plotly's rendered SVG.
+        start = dom.index(f'id="plot-{name}"')
+        end = dom.find('id="plot-', start + 1)
+        assert 'class="main-svg"' in dom[start: end if end > 0 else None], name
+
+    png = tmp_path / "report.png"
+    proc = _headless(
+        chromium, tmp_path, "--hide-scrollbars", f"--screenshot={png}",
+        "--window-size=1280,2400", url,
+    )
+    assert proc.returncode == 0 and png.is_file(), proc.stderr[-2000:]
+    image = Image.open(png).convert("RGB")
+    assert image.size == (1280, 2400)
+    # The page's own styling is grey; coloured pixels below the tables come from the plots.
+    plots = np.asarray(image)[1200:].astype(int)
+    coloured = plots[(plots.max(axis=2) - plots.min(axis=2)) > 60]
+    assert len(coloured) > 5000
+    assert len({tuple(p) for p in coloured}) > 50
