@@ -287,8 +287,6 @@ def make_tuner(args, out: Path, storage_path: str, space, trainable, fixed: dict
 def restore_tuner(args, experiment_path: str, trainable, out: Path):
     from ray import tune
 
-    if not tune.Tuner.can_restore(experiment_path):
-        raise SearchError(f"--resume: no Ray experiment to resume at {experiment_path}; run without --resume to start")
     tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     # Tuner.restore brings back the scheduler as it was pickled at the start; tell it to read
     # the rungs and decisions it persisted since.
@@ -418,6 +416,12 @@ def _main(args: argparse.Namespace) -> int:
     experiment_path = f"{storage_path.rstrip('/')}/{EXPERIMENT}"
     if not args.resume and ((out / "study.db").exists() or (out / ASHA_STATE).exists()):
         raise SearchError(f"{out} already holds a search; pass --resume to continue it, or choose another --out")
+    if args.resume:
+        from ray import tune
+
+        if not tune.Tuner.can_restore(experiment_path):
+            raise SearchError(f"--resume: no Ray experiment to resume at {experiment_path}; "
+                              "run without --resume to start a new search")
     weights_by_arch = resolve_weights(args.space, args.weights)
     space = restrict_space(args.space, list(weights_by_arch))
     data = load_data(args, seed=args.seed)

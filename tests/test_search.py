@@ -1,0 +1,199 @@
+"""End-to-end searches: real Ray (local, 2 CPUs), the smoke space, a small generated data set."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+
+from model import build_model
+from model.train import RunConfig, evaluate_test
+from search.retrain import load_search_data
+from search.run import get_args_parser, main
+from tests.test_report import _array, _only_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH = ["--space", "smoke", "--val-size", "200", "--cpus-per-trial", "1", "--grace-period", "1",
+          "--reduction-factor", "2", "--seed", "0"]
+
+
+def run_search(*args, timeout=900, **kwargs):
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
+    return subprocess.run([sys.executable, "-m", "search.run", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def load_study(out):
+    return optuna.load_study(study_name="smoke", storage=f"sqlite:///{out / 'study.db'}")
+
+
+@pytest.fixture(scope="module")
+def finished_search(image_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("search") / "smoke"
+    proc = run_search(*SEARCH, "--data", str(image_folder), "--out", str(out), "--num-samples", "8",
+                      "--max-epochs", "3")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc
+
+
+@pytest.mark.slow
+def test_search_records_complete_and_pruned_trials(finished_search):
+    out, proc = finished_search
+    table = pd.read_csv(out / "trials.csv")
+    assert len(table) == 8
+    assert {"number", "state", "params_lr", "params_batch_size", "epochs", "best_val_acc", "last_val_acc",
+            "wall_seconds", "node"} <= set(table.columns)
+    study = load_study(out)
+    states = {t.state for t in study.trials}
+    assert optuna.trial.TrialState.RUNNING not in states
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert complete and pruned
+    for t in complete:
+        assert sorted(t.intermediate_values) == [1, 2, 3] and t.value == t.intermediate_values[3]
+    for t in pruned:
+        assert t.intermediate_values and max(t.intermediate_values) < 3
+    # The table agrees with the study.
+    for t in study.trials:
+        row = table[table["number"] == t.number].iloc[0]
+        assert row["state"] == t.state.name and row["epochs"] == max(t.intermediate_values, default=0)
+    best = json.loads((out / "best" / "config.json").read_text())
+    best_trial = study.trials[best["trial"]]
+    assert best_trial.state == optuna.trial.TrialState.COMPLETE
+    assert best["val_acc"] == max(t.value for t in complete) and best["config"]["epochs"] == 3
+    assert best["val_acc"] > 0.5  # learnable data: chance is 0.1
+    summary = json.loads((out / "search.json").read_text())
+    assert summary["completed"] == len(complete) and summary["pruned"] == len(pruned)
+    assert "completed" in proc.stdout and "pruned" in proc.stdout and "best val_acc" in proc.stdout
+
+
+@pytest.mark.slow
+def test_retrained_model_reproduces_its_test_accuracy(finished_search):
+    out, _ = finished_search
+    metrics = json.loads((out / "best" / "metrics.json").read_text())
+    cfg = RunConfig.from_dict({**metrics["config"], "device": "cpu"})
+    model = build_model(cfg.arch)
+    model.load_state_dict(torch.load(out / "best" / "model.pt", weights_only=True))
+    data = load_search_data(out)
+    assert evaluate_test(model, cfg, data)["test_acc"] == metrics["test_acc"]
+    assert metrics["test_acc"] > 0.5 and metrics["epochs"] == 3 and metrics["train_images"] == 1000
+    assert len(json.loads((out / "best" / "history.json").read_text())) == 3
+
+
+@pytest.mark.slow
+def test_search_writes_plots_and_report(finished_search):
+    out, _ = finished_search
+    study = load_study(out)
+    n_complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    history = _only_figure(out / "plots" / "optimization_history.html")
+    (markers,) = [d for d in history["data"] if d["name"] == "val_acc"]
+    assert len(_array(markers["x"])) == n_complete
+    curves = {d["name"]: _array(d["y"]) for d in _only_figure(out / "plots" / "intermediate_values.html")["data"]}
+    assert sorted(curves) == sorted(f"Trial{t.number}" for t in study.trials if t.intermediate_values)
+    report = (out / "report.html").read_text()
+    metrics = json.loads((out / "best" / "metrics.json").read_text())
+    assert f"{metrics['test_acc']:.4f}" in report
+
+
+@pytest.mark.slow
+def test_existing_search_is_not_overwritten(finished_search, image_folder):
+    out, _ = finished_search
+    before = (out / "study.db").read_bytes()
+    proc = run_search(*SEARCH, "--data", str(image_folder), "--out", str(out), "--num-samples", "2",
+                      "--max-epochs", "1")
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+    assert (out / "study.db").read_bytes() == before
+
+
+def test_bad_input_is_one_line_before_anything_starts(tmp_path, capsys, image_folder):
+    cases = [
+        (["--space", "smoke", "--data", str(tmp_path / "missing")], "missing"),
+        (["--space", "finetune", "--data", str(image_folder)], "--weights"),
+        (["--space", "finetune", "--data", str(image_folder), "--weights", str(tmp_path / "none.pth")], "none.pth"),
+        (["--space", "smoke", "--data", str(image_folder), "--grace-period", "5", "--max-epochs", "2"], "grace"),
+        (["--space", "smoke", "--data", str(image_folder), "--resume"], "no Ray experiment"),
+    ]
+    for argv, needle in cases:
+        assert main(get_args_parser().parse_args([*argv, "--out", str(tmp_path / "o")])) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["--space", "nope"])
+
+
+@pytest.mark.slow
+def test_gpus_asked_for_without_a_gpu_is_a_clear_error(image_folder, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = run_search(*SEARCH, "--data", str(image_folder), "--out", str(tmp_path / "g"), "--gpus-per-trial", "1",
+                      timeout=300)
+    assert proc.returncode == 2
+    assert "no GPU" in proc.stderr.strip().splitlines()[-1]
+
+
+def finished_states(db: Path) -> dict[int, tuple[str, float | None]]:
+    if not db.exists():
+        return {}
+    with sqlite3.connect(db) as con:
+        try:
+            rows = con.execute("SELECT number, state FROM trials").fetchall()
+        except sqlite3.OperationalError:  # tables not created yet
+            return {}
+    return {n: s for n, s in rows}
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(image_folder, tmp_path):
+    out = tmp_path / "smoke"
+    argv = [*SEARCH, "--data", str(image_folder), "--out", str(out), "--num-samples", "8", "--max-epochs", "4",
+            "--no-retrain", "--no-report"]
+    proc = subprocess.Popen([sys.executable, "-m", "search.run", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    # Wait (polling the study, not sleeping blindly) until some trials finished and one is running.
+    while time.monotonic() < deadline:
+        states = finished_states(out / "study.db")
+        done = [n for n, s in states.items() if s in ("COMPLETE", "PRUNED")]
+        if len(done) >= 3 and "RUNNING" in states.values():
+            break
+        assert proc.poll() is None, "the search ended before it could be interrupted"
+        time.sleep(0.5)
+    else:
+        pytest.fail("the search did not get far enough to be interrupted")
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    proc.wait()
+    before = {t.number: t for t in load_study(out).trials}
+    asha_before = json.loads((out / "asha_state.json").read_text())
+    finished_before = {n: t for n, t in before.items() if t.state.is_finished()}
+
+    resumed = run_search(*argv, "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    study = load_study(out)
+    after = {t.number: t for t in study.trials}
+    table = pd.read_csv(out / "trials.csv")
+    assert len(table) == 8 and set(table["state"]) <= {"COMPLETE", "PRUNED", "FAIL"}
+    assert optuna.trial.TrialState.RUNNING not in {t.state for t in after.values()}
+    # Finished trials are kept as they were.
+    for n, t in finished_before.items():
+        assert after[n].state == t.state and after[n].intermediate_values == t.intermediate_values
+    # Trials that were running resumed as themselves (same Optuna trial, curve continued), not anew.
+    resumed_numbers = [n for n, t in before.items() if t.state == optuna.trial.TrialState.RUNNING
+                       and t.number in set(table["number"])]
+    assert resumed_numbers
+    for n in resumed_numbers:
+        assert after[n].state.is_finished()
+        assert before[n].intermediate_values.items() <= after[n].intermediate_values.items()
+    # ASHA kept its rungs: every record from before the kill is still there.
+    asha_after = json.loads((out / "asha_state.json").read_text())
+    for rungs_before, rungs_after in zip(asha_before["brackets"], asha_after["brackets"]):
+        for rb, ra in zip(rungs_before, rungs_after):
+            assert rb["recorded"].items() <= ra["recorded"].items()
+    assert asha_before["stopped_at"].items() <= asha_after["stopped_at"].items()
