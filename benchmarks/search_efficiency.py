@@ -17,10 +17,11 @@ the trial-epochs spent (the sum of ``epochs`` in ``trials.csv``) and the wall ti
 Example::
 
     python -m benchmarks.search_efficiency --space smoke --data ../shared/data/cifar10-jpeg.tar.gz \\
-        --train-subset 2000 --val-size 2000 --num-samples 12 --max-epochs 9 --grace-period 1 \\
+        --train-subset 2000 --val-size 1000 --num-samples 12 --max-epochs 9 --grace-period 1 \\
         --reduction-factor 3 --cpus-per-trial 2 --json runs/bench-efficiency/results.json
 
 Writes ``OUT/tpe_asha`` and ``OUT/random_fifo`` (each a complete ``search.run`` output folder).
+Each arm starts a local Ray of its own (``RAY_ADDRESS=local`` unless RAY_ADDRESS is set).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -84,6 +86,8 @@ def search_argv(args: argparse.Namespace, out: Path) -> list[str]:
         argv += ["--gpus-per-trial", str(args.gpus_per_trial)]
     if args.max_concurrent is not None:
         argv += ["--max-concurrent", str(args.max_concurrent)]
+    for item in args.choices:
+        argv += ["--choices", item]
     return argv
 
 
@@ -179,6 +183,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--space", default="smoke", choices=[s for s in spaces.list_spaces() if not spaces.needs_weights(s)],
                    help="search space")
     add_data_args(p)
+    p.add_argument("--choices", action="append", default=[], metavar="NAME=V1,V2",
+                   help="passed on to search.run: narrow a categorical parameter, e.g. arch=resnet20 (repeatable)")
     p.add_argument("--out", default="runs/bench-efficiency", help="folder of the two arms' search outputs")
     p.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS,
                    help="arms to run now; an arm not run is read back from OUT if it is there "
@@ -208,6 +214,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: {root / arm} already holds a search; pass --overwrite to run it again, or leave {arm} "
                   "out of --arms to reuse it", file=sys.stderr)
             return 2
+    # ray.init() without an address joins any cluster that `ray start` (or a test's
+    # ray.cluster_utils.Cluster) recorded under /tmp/ray; each arm must have a local Ray of its
+    # own instead. An explicit RAY_ADDRESS still wins.
+    os.environ.setdefault("RAY_ADDRESS", "local")
     if args.arms:
         # Decode the data into the cache now, so the first arm's wall time does not pay for it.
         try:

@@ -20,7 +20,7 @@ Each mode trains a fresh model for ``--warmup`` steps, then is timed over ``--st
 
 Example::
 
-    python -m benchmarks.throughput --arch resnet20 --batch-size 256 --device cpu --steps 30 --warmup 5
+    python -m benchmarks.throughput --arch resnet20 --batch-size 256 --device cpu --steps 20 --warmup 5 --repeats 3
     python -m benchmarks.throughput --device cuda --steps 300 --warmup 50 --images 51200 \\
         --data ../shared/data/cifar10-jpeg.tar.gz --json runs/bench-throughput.json
 """
@@ -234,9 +234,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--arch", default="resnet20", help="architecture (model.list_models())")
     p.add_argument("--batch-size", type=int, default=256, help="images per step")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--steps", type=int, default=30, help="timed training steps per mode")
+    p.add_argument("--steps", type=int, default=20, help="timed training steps per mode")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before (workers start, allocator warms up)")
-    p.add_argument("--repeats", type=int, default=1,
+    p.add_argument("--repeats", type=int, default=3,
                    help="time every mode this many times, modes interleaved, and keep the median")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: every CPU we may use)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the baseline modes")
@@ -250,10 +250,18 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    threads = configure_threads(args.threads)
+    try:
+        return _main(args)
+    except ValueError as e:  # bad flags or data (DataError): one line, exit code 2
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.warmup < 0 or args.repeats < 1:
         raise ValueError("--steps and --repeats must be >= 1 and --warmup >= 0")
+    device = resolve_device(args.device)
+    threads = configure_threads(args.threads)
     # lr only sets the numbers, not the speed; a long schedule keeps it near the peak throughout.
     cfg = RunConfig(arch=args.arch, batch_size=args.batch_size, epochs=1000, device=str(device), threads=threads,
                     seed=args.seed, augment="crop_flip", channels_last=True, amp=True)
@@ -276,9 +284,12 @@ def main(args: argparse.Namespace) -> int:
                   f"({r['seconds']:.1f} s)", flush=True)
     results = {}
     for mode, rs in runs.items():
-        median = statistics.median(r["images_per_second"] for r in rs)
-        results[mode] = {**rs[0], "images_per_second": median, "all_images_per_second": [r["images_per_second"]
-                                                                                           for r in rs]}
+        results[mode] = {
+            "mode": mode, "steps": args.steps, "images": rs[0]["images"],
+            "images_per_second": statistics.median(r["images_per_second"] for r in rs),
+            "all_images_per_second": [r["images_per_second"] for r in rs],
+            "all_seconds": [r["seconds"] for r in rs],
+        }
 
     print("\n" + markdown_table(results) + "\n")
     checks = check_targets(results, device)

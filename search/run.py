@@ -65,6 +65,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="pretrained weights for the finetune space: 'imagenet' (torchvision cache or download), "
                         "a torchvision state-dict file (fixes the architecture), or a folder of "
                         "resnet18/34/50 .pth files")
+    p.add_argument("--choices", action="append", default=[], metavar="NAME=V1,V2",
+                   help="narrow a categorical parameter of the space to some of its choices, e.g. "
+                        "arch=resnet20,resnet32 (repeatable)")
     p.add_argument("--address", default=None,
                    help="join an existing Ray cluster: 'auto', 'ray://HEAD:10001' or 'IP:PORT' (default: start Ray locally)")
     p.add_argument("--storage-path", default=None,
@@ -73,6 +76,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted search in --out: finished trials are kept, unfinished ones "
                         "resume from their checkpoints")
+    p.add_argument("--sampler", default="tpe", choices=("tpe", "random"),
+                   help="Optuna sampler: TPE (multivariate, constant liar) or random search, as a baseline")
+    p.add_argument("--scheduler", default="asha", choices=("asha", "fifo"),
+                   help="ASHA early stopping, or fifo: every trial runs all --max-epochs (a baseline)")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its last checkpoint")
     p.add_argument("--no-retrain", action="store_true", help="skip retraining the best config at the end")
     p.add_argument("--retrain-epochs", type=int, default=None, help="epochs of the retrain (default: --max-epochs)")
@@ -161,32 +168,67 @@ def _loads_into(arch: str, path: Path) -> bool:
     return True
 
 
-def restrict_space(space: str, archs: list[str]):
-    """The space, with its ``arch`` choices cut to those that have weights (a fixed value from the CLI)."""
-    fn = spaces.get_space(space)
-    if not archs or sorted(archs) == sorted(space_archs(space)):
-        return fn
-    return _RestrictedSpace(fn, tuple(archs))
+def parse_choices(items: list[str]) -> dict[str, list[str]]:
+    """``["arch=resnet20,resnet32", "batch_size=128"]`` -> ``{"arch": [...], "batch_size": ["128"]}``."""
+    choices = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name or not values:
+            raise SearchError(f"--choices {item!r}: expected NAME=VALUE[,VALUE...], e.g. arch=resnet20,resnet32")
+        choices[name] = values.split(",")
+    return choices
 
 
-class _RestrictedSpace:
-    """Picklable wrapper (Ray checkpoints the searcher) that narrows ``arch`` choices."""
+class ConstrainedSpace:
+    """A space whose categorical parameters are narrowed to some of their choices.
 
-    def __init__(self, fn, archs: tuple[str, ...]) -> None:
-        self.fn, self.archs = fn, archs
+    The command line's ``--choices`` (and the architectures that have weights) fix part of a
+    space without editing it. A class, not a closure, because Ray pickles the searcher.
+    """
+
+    def __init__(self, fn, choices: dict[str, list]) -> None:
+        self.fn, self.choices = fn, choices
         self.__name__ = fn.__name__
 
     def __call__(self, trial):
         original = trial.suggest_categorical
 
         def suggest_categorical(name, choices):
-            return original(name, list(self.archs) if name == "arch" else choices)
+            return original(name, self.choices.get(name, choices))
 
         trial.suggest_categorical = suggest_categorical
         try:
             return self.fn(trial)
         finally:
-            trial.suggest_categorical = original
+            del trial.suggest_categorical
+
+
+def constrain_space(space: str, wanted: dict[str, list[str]], archs_with_weights: list[str]):
+    """The named space with ``wanted`` choices (strings, matched to the space's own values)."""
+    fn = spaces.get_space(space)
+    categorical = {}
+    for t in sample_space(fn, 16):
+        for name, dist in t.distributions.items():
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                categorical[name] = list(dist.choices)
+    narrowed = {}
+    for name, values in wanted.items():
+        if name not in categorical:
+            raise SearchError(f"--choices {name}: not a categorical parameter of space {space!r}; "
+                              f"those are: {', '.join(categorical)}")
+        by_text = {str(c): c for c in categorical[name]}
+        unknown = [v for v in values if v not in by_text]
+        if unknown:
+            raise SearchError(f"--choices {name}: {', '.join(unknown)} not among its choices "
+                              f"{', '.join(by_text)}")
+        narrowed[name] = [by_text[v] for v in values]
+    if archs_with_weights:
+        archs = [a for a in narrowed.get("arch", categorical["arch"]) if a in archs_with_weights]
+        if not archs:
+            raise SearchError(f"no weights for the chosen architectures; weights found for {', '.join(archs_with_weights)}")
+        narrowed["arch"] = archs
+    narrowed = {k: v for k, v in narrowed.items() if v != categorical[k]}
+    return ConstrainedSpace(fn, narrowed) if narrowed else fn
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +244,8 @@ def init_ray(args: argparse.Namespace):
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     if ray.is_initialized():
         return ray
-    kwargs = dict(address=args.address, log_to_driver=args.verbose >= 2)
+    # "local": a plain ray.init() would join any cluster this machine started earlier.
+    kwargs = dict(address=args.address or "local", log_to_driver=args.verbose >= 2)
     if args.address is None:
         kwargs.update(include_dashboard=False)
     ray.init(**kwargs)
@@ -236,7 +279,10 @@ def make_tuner(args, out: Path, storage_path: str, space, trainable, fixed: dict
 
     from .schedulers import PersistentASHA, PruneAwareOptunaSearch
 
-    sampler = optuna.samplers.TPESampler(seed=args.seed, multivariate=True, constant_liar=True)
+    if args.sampler == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=args.seed, multivariate=True, constant_liar=True)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=args.seed)
     searcher = PruneAwareOptunaSearch(
         space,
         metric=METRIC,
@@ -246,15 +292,17 @@ def make_tuner(args, out: Path, storage_path: str, space, trainable, fixed: dict
         study_name=args.space,
         max_t=args.max_epochs,
     )
-    scheduler = PersistentASHA(
-        time_attr="training_iteration",
-        max_t=args.max_epochs,
-        grace_period=args.grace_period,
-        reduction_factor=args.reduction_factor,
-        metric=METRIC,
-        mode=MODE,
-        state_path=out / ASHA_STATE,
-    )
+    scheduler = None  # fifo
+    if args.scheduler == "asha":
+        scheduler = PersistentASHA(
+            time_attr="training_iteration",
+            max_t=args.max_epochs,
+            grace_period=args.grace_period,
+            reduction_factor=args.reduction_factor,
+            metric=METRIC,
+            mode=MODE,
+            state_path=out / ASHA_STATE,
+        )
     params = space_param_names(space)
     reporter = CLIReporter(
         parameter_columns=params,
@@ -287,11 +335,14 @@ def make_tuner(args, out: Path, storage_path: str, space, trainable, fixed: dict
 def restore_tuner(args, experiment_path: str, trainable, out: Path):
     from ray import tune
 
-    tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    from .schedulers import PersistentASHA
+
+    tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True, resume_errored=False)
     # Tuner.restore brings back the scheduler as it was pickled at the start; tell it to read
     # the rungs and decisions it persisted since.
     scheduler = tuner._local_tuner._tune_config.scheduler
-    scheduler._state_path, scheduler._loaded = str(out / ASHA_STATE), False
+    if isinstance(scheduler, PersistentASHA):
+        scheduler._state_path, scheduler._loaded = str(out / ASHA_STATE), False
     return tuner
 
 
@@ -299,16 +350,17 @@ def restore_tuner(args, experiment_path: str, trainable, out: Path):
 # Results
 
 
-def finish_orphans(study: optuna.Study, live_ids: set[str]) -> int:
-    """Mark as FAIL every trial still RUNNING in study.db: no Tune trial will ever finish it.
+def finish_orphans(study: optuna.Study, unfinished: set[str]) -> int:
+    """Mark as FAIL every trial RUNNING in study.db that no Tune trial will ever finish.
 
     That happens when the driver died between asking Optuna for a config and snapshotting the
-    experiment: on resume, Tune asks again for a new trial.
+    experiment: on resume, Tune asks Optuna again, for a new trial.
     """
     n = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason",
-                                           "orphaned" if t.user_attrs.get("ray_trial_id") not in live_ids else "unfinished")
+        if t.user_attrs.get("ray_trial_id") in unfinished:
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "orphaned")
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
         n += 1
     return n
@@ -423,7 +475,7 @@ def _main(args: argparse.Namespace) -> int:
             raise SearchError(f"--resume: no Ray experiment to resume at {experiment_path}; "
                               "run without --resume to start a new search")
     weights_by_arch = resolve_weights(args.space, args.weights)
-    space = restrict_space(args.space, list(weights_by_arch))
+    space = constrain_space(args.space, parse_choices(args.choices), list(weights_by_arch))
     data = load_data(args, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -459,14 +511,21 @@ def _main(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
 
     study = optuna.load_study(study_name=args.space, storage=f"sqlite:///{out / 'study.db'}")
-    tune_ids = {r.metrics.get("trial_id") for r in grid if r.metrics} | {
-        t.trial_id for t in getattr(tuner._local_tuner, "_trials", [])}
-    tune_ids |= {Path(r.path).name.split("_")[1] for r in grid if r.path and "_" in Path(r.path).name}
-    finish_orphans(study, tune_ids)
+    # ResultGrid has no public list of trials; its analysis holds every trial, with or without results.
+    trials = grid._experiment_analysis.trials
+    tune_ids = {t.trial_id for t in trials}
+    # Trials Tune did not finish (the search was interrupted, e.g. Ctrl-C) stay RUNNING in the
+    # study so that --resume can finish them; every other RUNNING trial is an orphan.
+    unfinished = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
+    finish_orphans(study, unfinished)
     summary = write_results(args, out, study, tune_ids, fixed, data.describe(), started, wall)
     print_summary(summary, out, storage_path)
     if grid.errors:
         print(f"note: {len(grid.errors)} trial(s) failed after retries; see {experiment_path}", file=sys.stderr)
+    if unfinished or len(trials) < args.num_samples:
+        print(f"error: the search was interrupted with {len(trials)} of {args.num_samples} trials started and "
+              f"{len(unfinished)} unfinished; continue it with the same command and --resume", file=sys.stderr)
+        return 1
 
     if not args.no_retrain and summary["best_trial"] is not None:
         from .retrain import retrain_run

@@ -197,3 +197,22 @@ def test_resume_after_sigkill(image_folder, tmp_path):
         for rb, ra in zip(rungs_before, rungs_after):
             assert rb["recorded"].items() <= ra["recorded"].items()
     assert asha_before["stopped_at"].items() <= asha_after["stopped_at"].items()
+
+
+def test_choices_narrow_a_space_and_bad_ones_are_refused():
+    from search.run import SearchError, constrain_space, parse_choices, sample_space
+
+    space = constrain_space("scratch", parse_choices(["arch=resnet20,resnet32", "batch_size=128"]), [])
+    trials = sample_space(space, 12)
+    assert {t.params["arch"] for t in trials} <= {"resnet20", "resnet32"}
+    assert {t.params["batch_size"] for t in trials} == {128}  # typed like the space's own choices
+    with pytest.raises(SearchError, match="not among its choices"):
+        constrain_space("scratch", parse_choices(["arch=resnet21"]), [])
+    with pytest.raises(SearchError, match="not a categorical parameter"):
+        constrain_space("scratch", parse_choices(["lr=0.1"]), [])
+    with pytest.raises(SearchError, match="NAME=VALUE"):
+        parse_choices(["arch"])
+    # The fine-tune space keeps only the architectures that have weights.
+    space = constrain_space("finetune", {}, ["resnet18"])
+    assert {t.params["arch"] for t in sample_space(space, 6)} == {"resnet18"}
+    assert {t.params["arch"] for t in sample_space(constrain_space("smoke", {}, []), 2)} == {"resnet20"}
