@@ -5,9 +5,9 @@ Both arms are ``search.run`` with the same space, data, seeds and number of tria
 - ``tpe_asha``: the project's search as it ships: Optuna TPE (multivariate, constant liar)
   and ``PersistentASHA`` stopping weak trials at rungs of ``--grace-period`` x
   ``--reduction-factor``^k epochs.
-- ``random_fifo``: ``optuna.samplers.RandomSampler(seed)`` in the same
-  ``PruneAwareOptunaSearch``, and no early stopping (Tune's FIFO scheduler): every trial runs
-  ``--max-epochs``. It is ``search.run.main`` with ``make_tuner`` building those two instead.
+- ``random_fifo``: ``search.run --sampler random --scheduler fifo``: Optuna's RandomSampler
+  in the same ``PruneAwareOptunaSearch``, and no early stopping (Tune's FIFO scheduler):
+  every trial runs ``--max-epochs``.
 
 For each arm: the best val_acc among trials that ran every epoch (COMPLETE in ``study.db``),
 the trial-epochs spent (the sum of ``epochs`` in ``trials.csv``) and the wall time. The goal:
@@ -27,20 +27,16 @@ Each arm starts a local Ray of its own (``RAY_ADDRESS=local`` unless RAY_ADDRESS
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 import optuna
 import pandas as pd
 
 import search.run as search_run
-import search.schedulers
 import spaces
 from model.train import add_data_args, load_data, write_json
 
@@ -48,28 +44,7 @@ ARMS = ("tpe_asha", "random_fifo")
 ARM_INFO = "bench_arm.json"  # what this script adds to an arm's folder: its command and total wall time
 
 
-@contextlib.contextmanager
-def random_fifo():
-    """Make ``search.run`` build a random sampler and no early stopping, for the duration.
-
-    ``make_tuner`` is kept whole (searcher, storage, reporter, run config); only the two
-    objects it constructs are swapped, so both arms differ in nothing else.
-    """
-    from ray.tune.schedulers import FIFOScheduler
-
-    original = search_run.make_tuner
-
-    def make_tuner(args, *rest, **kwargs):
-        with mock.patch.object(optuna.samplers, "TPESampler",
-                               lambda *, seed, **_: optuna.samplers.RandomSampler(seed=seed)), \
-                mock.patch.object(search.schedulers, "PersistentASHA", lambda **_: FIFOScheduler()):
-            return original(args, *rest, **kwargs)
-
-    with mock.patch.object(search_run, "make_tuner", make_tuner):
-        yield
-
-
-def search_argv(args: argparse.Namespace, out: Path) -> list[str]:
+def search_argv(arm: str, args: argparse.Namespace, out: Path) -> list[str]:
     """The ``search.run`` command line of one arm."""
     argv = [
         "--space", args.space, "--data", args.data, "--val-size", str(args.val_size), "--out", str(out),
@@ -78,6 +53,8 @@ def search_argv(args: argparse.Namespace, out: Path) -> list[str]:
         "--cpus-per-trial", str(args.cpus_per_trial), "--seed", str(args.seed), "--verbose", str(args.verbose),
         "--no-retrain", "--no-report",
     ]
+    if arm == "random_fifo":
+        argv += ["--sampler", "random", "--scheduler", "fifo"]
     if args.train_subset is not None:
         argv += ["--train-subset", str(args.train_subset)]
     if args.download:
@@ -94,13 +71,11 @@ def search_argv(args: argparse.Namespace, out: Path) -> list[str]:
 def run_arm(arm: str, args: argparse.Namespace, out: Path) -> None:
     import ray
 
-    argv = search_argv(args, out)
-    print(f"\n=== {arm}: python -m search.run {' '.join(argv)}"
-          f"{'  (random sampler, no early stopping)' if arm == 'random_fifo' else ''}", flush=True)
+    argv = search_argv(arm, args, out)
+    print(f"\n=== {arm}: python -m search.run {' '.join(argv)}", flush=True)
     start = time.perf_counter()
     try:
-        with random_fifo() if arm == "random_fifo" else contextlib.nullcontext():
-            code = search_run.main(search_run.get_args_parser().parse_args(argv))
+        code = search_run.main(search_run.get_args_parser().parse_args(argv))
     finally:
         # Each arm gets a fresh local Ray, so neither inherits the other's workers or object store.
         ray.shutdown()
@@ -214,10 +189,6 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: {root / arm} already holds a search; pass --overwrite to run it again, or leave {arm} "
                   "out of --arms to reuse it", file=sys.stderr)
             return 2
-    # ray.init() without an address joins any cluster that `ray start` (or a test's
-    # ray.cluster_utils.Cluster) recorded under /tmp/ray; each arm must have a local Ray of its
-    # own instead. An explicit RAY_ADDRESS still wins.
-    os.environ.setdefault("RAY_ADDRESS", "local")
     if args.arms:
         # Decode the data into the cache now, so the first arm's wall time does not pay for it.
         try:

@@ -20,8 +20,18 @@ from pathlib import Path
 
 import torch
 
+from model import ResNet, build_model
 from model.data import CIFAR10Data, DataError, load_cifar10
 from model.train import RunConfig, fit, resolve_device, evaluate_test, write_json
+
+
+def load_best_model(out: str | Path) -> ResNet:
+    """The retrained best model of the search in ``out`` (``best/model.pt``), on the CPU, in eval mode."""
+    cfg = json.loads((Path(out) / "best" / "metrics.json").read_text())["config"]
+    # Pretrained architectures were built with the ImageNet stem their weights need.
+    model = build_model(cfg["arch"], stem="imagenet" if cfg.get("weights") else None)
+    model.load_state_dict(torch.load(Path(out) / "best" / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()
 
 
 def load_search_data(out: Path) -> CIFAR10Data:

@@ -36,6 +36,9 @@ from .trial import run_config
 METRIC, MODE = "val_acc", "max"
 EXPERIMENT = "tune"  # the Ray experiment's folder name under the storage path
 ASHA_STATE = "asha_state.json"
+# Column headers of Tune's progress table, kept short so that the table fits a terminal.
+SHORT_NAMES = {"weight_decay": "wd", "batch_size": "bs", "label_smoothing": "smooth", "frozen_stages": "frozen",
+               "backbone_lr_mult": "bb_lr", "input_size": "px", "optimizer": "opt", "schedule": "sched"}
 
 
 class SearchError(Exception):
@@ -303,7 +306,7 @@ def make_tuner(args, out: Path, storage_path: str, space, trainable, fixed: dict
             mode=MODE,
             state_path=out / ASHA_STATE,
         )
-    params = space_param_names(space)
+    params = {name: SHORT_NAMES.get(name, name) for name in space_param_names(space)}
     reporter = CLIReporter(
         parameter_columns=params,
         metric_columns={"training_iteration": "epoch", "val_acc": "val_acc", "train_loss": "loss"},

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
+import spaces
 from model import build_model
 from model.train import RunConfig, evaluate_test
-from search.retrain import load_search_data
+from search.retrain import load_best_model, load_search_data
 from search.run import get_args_parser, main
 from tests.test_report import _array, _only_figure
 
@@ -82,6 +83,8 @@ def test_retrained_model_reproduces_its_test_accuracy(finished_search):
     cfg = RunConfig.from_dict({**metrics["config"], "device": "cpu"})
     model = build_model(cfg.arch)
     model.load_state_dict(torch.load(out / "best" / "model.pt", weights_only=True))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                  load_best_model(out).state_dict().values()))
     data = load_search_data(out)
     assert evaluate_test(model, cfg, data)["test_acc"] == metrics["test_acc"]
     assert metrics["test_acc"] > 0.5 and metrics["epochs"] == 3 and metrics["train_images"] == 1000
@@ -216,3 +219,20 @@ def test_choices_narrow_a_space_and_bad_ones_are_refused():
     space = constrain_space("finetune", {}, ["resnet18"])
     assert {t.params["arch"] for t in sample_space(space, 6)} == {"resnet18"}
     assert {t.params["arch"] for t in sample_space(constrain_space("smoke", {}, []), 2)} == {"resnet20"}
+
+
+def test_baseline_flags_build_random_search_without_early_stopping(tmp_path):
+    from search.run import make_tuner
+    from search.schedulers import PersistentASHA
+
+    def build(*flags):
+        args = get_args_parser().parse_args(["--space", "smoke", "--out", str(tmp_path), *flags])
+        tuner = make_tuner(args, tmp_path, str(tmp_path), spaces.get_space("smoke"), lambda config: None, {})
+        return tuner._local_tuner._tune_config
+
+    default = build()
+    assert isinstance(default.scheduler, PersistentASHA)
+    assert isinstance(default.search_alg._sampler, optuna.samplers.TPESampler)
+    baseline = build("--sampler", "random", "--scheduler", "fifo")
+    assert baseline.scheduler is None
+    assert isinstance(baseline.search_alg._sampler, optuna.samplers.RandomSampler)
