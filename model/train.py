@@ -469,7 +469,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-size", type=int, default=5000,
                         help="stratified validation images held out of the training set (default: %(default)s)")
     parser.add_argument("--train-subset", type=int, default=None,
-                        help="train on a stratified subset of N images, for quick runs (default: all)")
+                        help="train on a stratified subset of N images, for quick runs (None: all)")
 
 
 def load_data(args: argparse.Namespace, seed: int = 0) -> CIFAR10Data:
@@ -479,7 +479,8 @@ def load_data(args: argparse.Namespace, seed: int = 0) -> CIFAR10Data:
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     d = RunConfig()
-    p = argparse.ArgumentParser(description="Train one ResNet on CIFAR-10", add_help=add_help,
+    p = argparse.ArgumentParser(prog="python -m model.train", description="Train one ResNet on CIFAR-10",
+                                add_help=add_help,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_args(p)
     p.add_argument("--out", required=True, help="output directory: config.json, metrics.json, model.pt, checkpoint.pt")

@@ -112,7 +112,8 @@ def _retrain_and_return(best: dict, data: CIFAR10Data, epochs: int, device: str,
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Retrain a search's best config and test it once", add_help=add_help)
+    p = argparse.ArgumentParser(prog="python -m search.retrain", description="Retrain a search's best config and "
+                                "test it once", add_help=add_help)
     p.add_argument("run_dir", help="the search's --out folder (holding best/config.json and search.json)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the search's --max-epochs)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")

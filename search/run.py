@@ -46,7 +46,8 @@ class SearchError(Exception):
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=add_help,
+    p = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.split("\n\n")[0],
+                                add_help=add_help,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--space", required=True, choices=spaces.list_spaces(), help="search space")
     add_data_args(p)
@@ -60,7 +61,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, default=2, help="CPUs per trial (torch threads on CPU trials)")
     p.add_argument("--gpus-per-trial", type=float, default=None,
                    help="GPUs per trial, fractions allowed (0.5: two trials share a GPU). "
-                        "Default: 0.5 when the cluster has GPUs, else 0")
+                        "None: 0.5 when the cluster has GPUs, else 0")
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="at most K trials at once (default: as many as the resources allow)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler, the validation split and every trial")
@@ -487,7 +488,12 @@ def _main(args: argparse.Namespace) -> int:
 
     from .trial import train_trial
 
-    gpus = resolve_gpus(args, ray.cluster_resources().get("GPU", 0))
+    resources = ray.cluster_resources()
+    gpus = resolve_gpus(args, resources.get("GPU", 0))
+    if args.address is None and args.cpus_per_trial > resources.get("CPU", 0):
+        # Tune would wait forever for a node that a local Ray will never get.
+        raise SearchError(f"--cpus-per-trial {args.cpus_per_trial:g} is more than this machine's "
+                          f"{resources.get('CPU', 0):g} CPUs; lower it or join a cluster with --address")
     fixed = {
         "epochs": args.max_epochs,
         "seed": args.seed,

@@ -133,13 +133,17 @@ def test_bad_input_is_one_line_before_anything_starts(tmp_path, capsys, image_fo
 
 
 @pytest.mark.slow
-def test_gpus_asked_for_without_a_gpu_is_a_clear_error(image_folder, tmp_path):
+def test_resources_the_machine_lacks_are_a_clear_error(image_folder, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     proc = run_search(*SEARCH, "--data", str(image_folder), "--out", str(tmp_path / "g"), "--gpus-per-trial", "1",
                       timeout=300)
     assert proc.returncode == 2
     assert "no GPU" in proc.stderr.strip().splitlines()[-1]
+    proc = run_search("--space", "smoke", "--val-size", "200", "--data", str(image_folder),
+                      "--out", str(tmp_path / "c"), "--cpus-per-trial", "64", timeout=300)
+    assert proc.returncode == 2
+    assert "more than this machine's" in proc.stderr.strip().splitlines()[-1]
 
 
 def finished_states(db: Path) -> dict[int, tuple[str, float | None]]:
