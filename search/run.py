@@ -152,7 +152,7 @@ def resolve_weights(space: str, weights: str | None) -> dict[str, str]:
         candidates = {arch: sorted(path.glob(f"{arch}*.pth")) + sorted(path.glob(f"{arch}*.pt")) for arch in archs}
         found = {arch: str(files[0]) for arch, files in candidates.items() if files}
     elif path.is_file():
-        found = {arch: str(path) for arch in archs if _loads_into(arch, path)}
+        found = {arch: str(path) for arch in archs}
     else:
         raise SearchError(f"--weights {weights}: no such file or folder; pass 'imagenet', a torchvision "
                           "state-dict file, or a folder of resnet18/34/50 .pth files")
