@@ -83,8 +83,24 @@ def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
         ) from e
 
 
-def load_pretrained(model: ResNet, arch: str, weights: str | os.PathLike) -> None:
-    state = imagenet_state_dict(arch) if str(weights) == "imagenet" else load_state_dict_file(weights)
+# Weights already in memory, by (arch, label): a search loads them once on its driver and ships
+# the tensors to the trials, whose nodes may have neither the file nor torchvision's cache.
+_PRELOADED: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+
+
+def preload_weights(arch: str, label: str, state: dict[str, torch.Tensor]) -> None:
+    """Make ``build_model(arch, weights=label)`` use ``state`` instead of reading ``label``."""
+    _PRELOADED[(arch, str(label))] = state
+
+
+def load_pretrained(model: ResNet, arch: str, weights: str | os.PathLike | dict) -> None:
+    """Load ``weights`` ("imagenet", a state-dict file, or a state dict) into ``model``, less the classifier."""
+    if isinstance(weights, dict):
+        state = weights
+    elif (arch, str(weights)) in _PRELOADED:
+        state = _PRELOADED[(arch, str(weights))]
+    else:
+        state = imagenet_state_dict(arch) if str(weights) == "imagenet" else load_state_dict_file(weights)
     # The pretrained classifier has ImageNet's classes; ours is new.
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = model.state_dict()

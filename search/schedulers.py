@@ -9,8 +9,8 @@ is told PRUNED (Optuna keeps its intermediate values, and TPE treats pruned tria
 they got), only trials that ran the whole budget are COMPLETE, and a diverged or crashed trial
 is FAIL.
 
-``PersistentASHA``: ``Tuner.restore`` brings the searcher back but the scheduler starts with
-empty rungs, so after a resume ASHA would let every trial through its next rung (nothing to
+``PersistentASHA``: ``Tuner.restore`` brings the scheduler back as it was pickled at the start,
+with empty rungs, so after a resume ASHA would let every trial through its next rung (nothing to
 compare with). This subclass writes its rungs and its stop decisions to a JSON file after
 every change and reads them back when a restored search first uses it, so a resumed search
 stops exactly the trials the interrupted one would have.
@@ -104,6 +104,12 @@ class PersistentASHA(ASHAScheduler):
         self._state_path = str(Path(state_path).resolve())
         self._stopped_at: dict[str, int] = {}  # trial id -> the rung at which ASHA stopped it
         self._loaded = not resume
+
+    def __setstate__(self, state: dict) -> None:
+        # Only ``Tuner.restore`` unpickles the scheduler: read back the rungs and decisions
+        # persisted since the search started (public API only; no reach into the tuner).
+        self.__dict__.update(state)
+        self._loaded = False
 
     def _load(self) -> None:
         self._loaded = True

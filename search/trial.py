@@ -7,6 +7,7 @@ import tempfile
 import ray
 from ray import tune
 
+from model.build import preload_weights
 from model.data import CIFAR10Data
 from model.train import RunConfig, fit
 
@@ -28,9 +29,15 @@ def run_config(params: dict, fixed: dict) -> RunConfig:
     return RunConfig.from_dict(cfg)
 
 
-def train_trial(config: dict, data: CIFAR10Data, fixed: dict) -> None:
-    """Train one config and report ``val_acc`` each epoch, with a checkpoint, until ASHA stops it."""
+def train_trial(config: dict, data: CIFAR10Data, fixed: dict, pretrained: dict | None = None) -> None:
+    """Train one config and report ``val_acc`` each epoch, with a checkpoint, until ASHA stops it.
+
+    ``pretrained`` maps architectures to state dicts that the driver loaded: the trial's node
+    may have neither the ``--weights`` file nor torchvision's cache.
+    """
     cfg = run_config(config, fixed)
+    if cfg.weights is not None and cfg.arch in (pretrained or {}):
+        preload_weights(cfg.arch, cfg.weights, pretrained[cfg.arch])
     if cfg.device == "cpu":
         # Ray starts workers with OMP_NUM_THREADS=1; a trial gets as many threads as CPUs.
         resources = tune.get_context().get_trial_resources().required_resources

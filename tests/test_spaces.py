@@ -2,8 +2,8 @@ import optuna
 import pytest
 
 import spaces
+from spaces import sample_space
 from model.train import RunConfig
-from search.run import sample_space
 from search.trial import run_config
 
 
