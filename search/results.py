@@ -33,7 +33,7 @@ def finish_orphans(study: optuna.Study, unfinished: set[str]) -> int:
     return n
 
 
-def mark_cut_by_budget(study: optuna.Study, unfinished: set[str]) -> int:
+def mark_cut_by_budget(study: optuna.Study, tune_ids: set[str]) -> int:
     """Trials that --time-budget cut short: PRUNED with their curve so far, like an ASHA stop.
 
     PRUNED, not COMPLETE, because they did not run every epoch: TPE and the plots read their
@@ -41,7 +41,7 @@ def mark_cut_by_budget(study: optuna.Study, unfinished: set[str]) -> int:
     """
     n = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.user_attrs.get("ray_trial_id") not in unfinished:
+        if t.user_attrs.get("ray_trial_id") not in tune_ids:
             continue
         study._storage.set_trial_user_attr(t._trial_id, "stopped_by", "time_budget")
         study._storage.set_trial_user_attr(t._trial_id, "epochs", max(t.intermediate_values, default=0))

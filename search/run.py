@@ -89,6 +89,7 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace, out: Path, storage_path: str, experiment_path: str) -> int:
+    t_start = time.perf_counter()  # --time-budget counts from here: data, Ray and preflight included
     space_fn = spaces.get_space(args.space)
     info = spaces.inspect_space(space_fn, args.space)
     weights = resolve_weights(args.space, args.weights, info.archs)
@@ -139,7 +140,8 @@ def _search(args: argparse.Namespace, out: Path, storage_path: str, experiment_p
         study = create_study(out, study_name(args))
         if warm is not None:
             warm.add_to(study)
-        tuner = make_tuner(args, out, storage_path, space, trainable, params=info.params,
+        budget = parse_duration(args.time_budget) - (time.perf_counter() - t_start) if args.time_budget else None
+        tuner = make_tuner(args, out, storage_path, space, trainable, params=info.params, time_budget_s=budget,
                            points_to_evaluate=[recipe] if recipe else None, callbacks=[TrialStatuses()])
     write_json(out / "search.json", {"space": args.space, "num_samples": args.num_samples,
                                      "max_epochs": args.max_epochs, "started": started, "finished": None,
@@ -152,11 +154,11 @@ def _search(args: argparse.Namespace, out: Path, storage_path: str, experiment_p
     statuses = TrialStatuses.last
     tune_ids = set(statuses)
     unfinished = {tid for tid, status in statuses.items() if status not in ("TERMINATED", "ERROR")}
-    budget_hit = args.time_budget is not None and wall >= parse_duration(args.time_budget)
+    budget_hit = args.time_budget is not None and time.perf_counter() - t_start >= parse_duration(args.time_budget)
     if budget_hit:
         # Cut short by --time-budget: PRUNED, like a trial ASHA stopped, so TPE and the plots
         # read its curve as a partial one; a --resume would not continue it.
-        mark_cut_by_budget(study, unfinished)
+        mark_cut_by_budget(study, tune_ids)
         unfinished = set()
     # Trials Tune did not finish (the search was interrupted, e.g. Ctrl-C) stay RUNNING in the
     # study so that --resume can finish them; every other RUNNING trial is an orphan.

@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 from ray.tune import Callback
 
-from .cli import SearchError, parse_duration
+from .cli import SearchError
 
 METRIC, MODE = "val_acc", "max"
 EXPERIMENT = "tune"  # the Ray experiment's folder name under the storage path
@@ -87,7 +87,7 @@ def create_study(out: Path, study_name: str) -> optuna.Study:
     return study
 
 
-def make_tuner(args, out: Path, storage_path: str, space, trainable, *, params=(),
+def make_tuner(args, out: Path, storage_path: str, space, trainable, *, params=(), time_budget_s: float | None = None,
                points_to_evaluate: list[dict] | None = None, callbacks: list | None = None):
     """The Tuner of a new search: ``space`` searched by Optuna, stopped by ASHA, ``params`` as table columns.
 
@@ -124,7 +124,8 @@ def make_tuner(args, out: Path, storage_path: str, space, trainable, *, params=(
         metric_columns={"training_iteration": "epoch", "val_acc": "val_acc", "train_loss": "loss"},
         max_progress_rows=12,
         max_report_frequency=30,
-        sort_by_metric=True,
+        # Tune's sort fails on trials that a time budget ended before their first result.
+        sort_by_metric=args.time_budget is None,
         metric=METRIC,
         mode=MODE,
     )
@@ -135,7 +136,7 @@ def make_tuner(args, out: Path, storage_path: str, space, trainable, *, params=(
             scheduler=scheduler,
             num_samples=args.num_samples,
             max_concurrent_trials=args.max_concurrent,
-            time_budget_s=parse_duration(args.time_budget) if args.time_budget else None,
+            time_budget_s=max(time_budget_s, 1.0) if time_budget_s is not None else None,
         ),
         run_config=tune.RunConfig(
             name=EXPERIMENT,

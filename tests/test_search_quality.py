@@ -1,0 +1,85 @@
+"""The search's quality features, each in a real (small) search: the recipe goes first, a warm
+start informs the sampler without counting, a time budget ends the search consistently."""
+
+import json
+
+import optuna
+import pandas as pd
+import pytest
+
+from search.cli import get_args_parser
+from search.tuner import n_startup_trials
+from spaces.definitions import SCRATCH_RECIPE
+from tests.test_search import SEARCH, load_study, run_search
+
+TrialState = optuna.trial.TrialState
+
+
+def test_tpe_startup_scales_with_the_budget():
+    def startup(*flags):
+        return n_startup_trials(get_args_parser().parse_args(["--space", "smoke", *flags]))
+
+    assert startup("--num-samples", "10") == 4  # not Optuna's 10, which would make it random search
+    assert startup("--num-samples", "32") == 8
+    assert startup("--num-samples", "100") == 25
+    assert startup("--num-samples", "100", "--n-startup-trials", "3") == 3
+
+
+@pytest.mark.slow
+def test_a_scratch_search_starts_with_the_recipe(image_folder, tmp_path):
+    out = tmp_path / "scratch"
+    proc = run_search("--space", "scratch", "--choices", "arch=resnet20", "--data", str(image_folder), "--out", str(out),
+                      "--val-size", "200", "--cpus-per-trial", "1", "--num-samples", "2", "--max-epochs", "1",
+                      "--grace-period", "1", "--no-retrain", "--no-report")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    study = optuna.load_study(study_name="scratch", storage=f"sqlite:///{out / 'study.db'}")
+    first = min(study.trials, key=lambda t: t.number)
+    assert first.params == SCRATCH_RECIPE
+    assert study.trials[1].params != SCRATCH_RECIPE
+    assert study.metric_names == ["val_acc"]
+
+
+@pytest.mark.slow
+def test_warm_start_adds_earlier_trials_marked_and_uncounted(image_folder, tmp_path):
+    common = [*SEARCH, "--data", str(image_folder), "--max-epochs", "2", "--no-retrain", "--no-report"]
+    first = run_search(*common, "--out", str(tmp_path / "a"), "--num-samples", "3")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    earlier = {t.number: t for t in load_study(tmp_path / "a").trials}
+
+    second = run_search(*common, "--out", str(tmp_path / "b"), "--num-samples", "2", "--warm-start", str(tmp_path / "a"))
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "--warm-start: 3 finished trials" in second.stderr
+    study = load_study(tmp_path / "b")
+    warm = [t for t in study.trials if t.user_attrs.get("origin") == "warm_start"]
+    new = [t for t in study.trials if t.user_attrs.get("origin") != "warm_start"]
+    assert len(warm) == 3 and len(new) == 2  # --num-samples counts only the new ones
+    for t in warm:
+        source = earlier[t.user_attrs["source_number"]]
+        assert (t.state, t.params, t.intermediate_values) == (source.state, source.params, source.intermediate_values)
+    table = pd.read_csv(tmp_path / "b" / "trials.csv")
+    assert sorted(table["origin"]) == ["search", "search", "warm_start", "warm_start", "warm_start"]
+    summary = json.loads((tmp_path / "b" / "search.json").read_text())
+    assert summary["warm_start_trials"] == 3 and summary["completed"] + summary["pruned"] == 2
+    best = json.loads((tmp_path / "b" / "best" / "config.json").read_text())
+    assert best["trial"] in {t.number for t in new}
+
+
+@pytest.mark.slow
+def test_time_budget_ends_the_search_consistently(image_folder, tmp_path):
+    out = tmp_path / "budget"
+    proc = run_search(*SEARCH, "--data", str(image_folder), "--out", str(out), "--num-samples", "200",
+                      "--max-epochs", "2", "--grace-period", "2", "--time-budget", "60s", "--no-report")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "--time-budget 60s reached" in proc.stderr
+    summary = json.loads((out / "search.json").read_text())
+    study = load_study(out)
+    states = [t.state for t in study.trials]
+    assert TrialState.RUNNING not in states and len(states) < 200
+    assert summary["time_budget_hit"] and summary["completed"] >= 1
+    longest_epoch = max(v for t in study.trials for v in [t.user_attrs.get("wall_seconds") or 0]) / 2
+    assert summary["wall_seconds"] <= 60 + longest_epoch + 15  # the budget, one epoch, Tune's clean-up
+    cut = [t for t in study.trials if t.user_attrs.get("stopped_by") == "time_budget"]
+    assert all(t.state == TrialState.PRUNED for t in cut)
+    best = json.loads((out / "best" / "config.json").read_text())
+    assert study.trials[best["trial"]].state == TrialState.COMPLETE
+    assert (out / "best" / "metrics.json").exists()  # the retrain followed
