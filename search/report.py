@@ -14,19 +14,15 @@ import argparse
 import datetime
 import html
 import json
-import math
-import warnings
 from pathlib import Path
 
 import optuna
-import optuna.visualization as vis
 import pandas as pd
-import plotly.offline
 from optuna.trial import TrialState
 
-PLOTLY_JS = "plotly.min.js"
+from .plots import PLOTLY_JS, TARGET, curve, make_figures, write_figures
+
 TOP_TRIALS = 10  # rows in the leaderboard
-TARGET = "val_acc"  # what the study's objective value is
 RETRAIN_COMMAND = "python -m search.retrain {run_dir}"
 
 
@@ -56,93 +52,9 @@ def _read_json(path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _curve(trial):
-    """Validation accuracy per epoch, NaNs (diverged epochs) dropped."""
-    values = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
-    return [v for v in values if not math.isnan(v)]
-
-
-def _skip_reason(name, trials):
-    """Why plot ``name`` cannot be drawn from ``trials`` (None when it can)."""
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if name == "intermediate_values":
-        # Optuna draws curves for these states only; FAIL trials are left out.
-        drawn = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        if not any(t.intermediate_values for t in trials if t.state in drawn):
-            return "no COMPLETE, PRUNED or RUNNING trial reported a validation accuracy yet"
-        return None
-    if name == "timeline":
-        return None if any(t.datetime_start for t in trials) else "no trial has started yet"
-    if not complete:
-        return "needs at least 1 COMPLETE trial, the study has none"
-    if name in ("parallel_coordinate", "slice") and not any(t.params for t in complete):
-        return "the COMPLETE trials have no parameters"
-    if name == "param_importances":
-        if len(complete) < 2:
-            return f"needs at least 2 COMPLETE trials, the study has {len(complete)}"
-        if len({t.value for t in complete}) < 2:
-            return "every COMPLETE trial has the same value, so no parameter explains it"
-    return None
-
-
-def _importances(study):
-    """Parameter-importance figure, or the reason Optuna gives for not computing it."""
-    # With too few trials Optuna's default evaluator (PED-ANOVA) warns and returns equal
-    # importances; a bar chart of that would look like a finding, so it becomes a skip note.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fig = vis.plot_param_importances(study, target_name=TARGET)
-    for w in caught:
-        if "importances will be equal" in str(w.message):
-            return f"Optuna could not rank the parameters: {w.message}"
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return fig
-
-
-PLOTS = {
-    "optimization_history": lambda s: vis.plot_optimization_history(s, target_name=TARGET),
-    "param_importances": _importances,
-    "parallel_coordinate": lambda s: vis.plot_parallel_coordinate(s, target_name=TARGET),
-    "intermediate_values": lambda s: vis.plot_intermediate_values(s).update_layout(
-        xaxis_title="epoch", yaxis_title=TARGET
-    ),
-    "slice": lambda s: vis.plot_slice(s, target_name=TARGET),
-    "timeline": vis.plot_timeline,
-}
-
-
-def make_figures(study):
-    """One plotly figure per entry of PLOTS, or a string saying why it was skipped."""
-    trials = study.get_trials(deepcopy=False)
-    figures = {}
-    for name, plot in PLOTS.items():
-        reason = _skip_reason(name, trials)
-        figures[name] = reason if reason is not None else plot(study)
-    return figures
-
-
-def _write_figures(figures, plots_dir):
-    """Save each figure as ``plots_dir/<name>.html``; skipped ones keep their reason."""
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    # Written every time rather than left to plotly's "directory" mode, which keeps an
-    # existing bundle: a report rebuilt after a plotly upgrade must not load an older one.
-    (plots_dir / PLOTLY_JS).write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
-    written = {}
-    for name, fig in figures.items():
-        path = plots_dir / f"{name}.html"
-        if isinstance(fig, str):
-            path.unlink(missing_ok=True)  # a stale plot from an earlier build would mislead
-            written[name] = fig
-        else:
-            fig.write_html(path, include_plotlyjs="directory", full_html=True)
-            written[name] = path
-    return written
-
-
 def write_plots(run_dir):
     """Write ``run_dir/plots/<name>.html`` for every plot; skipped plots map to a reason."""
-    return _write_figures(make_figures(load_study(run_dir)), Path(run_dir) / "plots")
+    return write_figures(make_figures(load_study(run_dir)), Path(run_dir) / "plots")
 
 
 def leaderboard(study, top=TOP_TRIALS):
@@ -153,13 +65,14 @@ def leaderboard(study, top=TOP_TRIALS):
     best = f"best_{TARGET}"
     rows = []
     for t in trials:
-        curve = _curve(t)
+        values = curve(t)
         row = {
             "trial": t.number,
             "state": t.state.name,
+            "origin": t.user_attrs.get("origin", "search"),
             TARGET: t.value,
-            best: max(curve) if curve else None,
-            "epochs": t.user_attrs.get("epochs", len(curve)),
+            best: max(values) if values else None,
+            "epochs": t.user_attrs.get("epochs", len(values)),
         }
         for name in params:
             # Text, so an int parameter missing from some trials is not shown as "512.0".
@@ -168,7 +81,7 @@ def leaderboard(study, top=TOP_TRIALS):
         row["wall_seconds"] = t.user_attrs.get("wall_seconds")
         row["node"] = t.user_attrs.get("node")
         rows.append(row)
-    columns = ["trial", "state", TARGET, best, "epochs", *params, "wall_seconds", "node"]
+    columns = ["trial", "state", "origin", TARGET, best, "epochs", *params, "wall_seconds", "node"]
     df = pd.DataFrame(rows, columns=columns)
     # Float even when every entry is missing, so the table shows blanks rather than "None".
     df[[TARGET, best, "wall_seconds"]] = df[[TARGET, best, "wall_seconds"]].astype(float)
@@ -299,7 +212,7 @@ def build_report(run_dir):
     run_dir = Path(run_dir)
     study = load_study(run_dir)
     figures = make_figures(study)
-    _write_figures(figures, run_dir / "plots")
+    write_figures(figures, run_dir / "plots")
     search = _read_json(run_dir / "search.json")
     best_json = _read_json(run_dir / "best" / "config.json")
     metrics = _read_json(run_dir / "best" / "metrics.json")

@@ -7,6 +7,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from search import report
 from search.cli import get_args_parser
 from search.tuner import n_startup_trials
 from spaces.definitions import SCRATCH_RECIPE
@@ -62,6 +63,13 @@ def test_warm_start_adds_earlier_trials_marked_and_uncounted(image_folder, tmp_p
     assert summary["warm_start_trials"] == 3 and summary["completed"] + summary["pruned"] == 2
     best = json.loads((tmp_path / "b" / "best" / "config.json").read_text())
     assert best["trial"] in {t.number for t in new}
+    # The report's history draws them as a series of their own; the other plots leave them out.
+    figures = report.make_figures(study)
+    series = {d["name"] for d in figures["optimization_history"].to_dict()["data"] if d.get("mode") == "markers"}
+    assert any("warm start" in name for name in series), series
+    if not isinstance(figures["intermediate_values"], str):
+        assert len(figures["intermediate_values"].to_dict()["data"]) <= len(new)
+    assert set(report.leaderboard(study)["origin"]) == {"search", "warm_start"}
 
 
 @pytest.mark.slow
