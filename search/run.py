@@ -37,6 +37,7 @@ from model.train import load_data, write_json
 from .cli import SearchError, changed_flags, check_args, get_args_parser, parse_choices, parse_duration
 from .lock import OutLock
 from .results import finish_orphans, mark_cut_by_budget, print_summary, write_results
+from .schedulers import RayInternalsError
 from .tuner import ASHA_STATE, EXPERIMENT, STUDY_DB, TrialStatuses, create_study, init_ray, make_tuner, \
     resolve_gpus, restore_tuner, study_name, study_url
 from .weights import resolve_weights
@@ -47,7 +48,7 @@ __all__ = ["get_args_parser", "main", "SearchError"]
 def main(args: argparse.Namespace) -> int:
     try:
         return _main(args)
-    except (SearchError, DataError, WeightsError, ValueError) as e:
+    except (SearchError, DataError, WeightsError, ValueError, RayInternalsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -30,6 +30,26 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 logger = logging.getLogger(__name__)
+TESTED_RAY = "2.60"
+
+
+class RayInternalsError(RuntimeError):
+    """The installed Ray lacks an internal these subclasses build on."""
+
+
+def require_internals(obj, *names: str) -> None:
+    """Fail at once, in one line, if this Ray's ``obj`` lacks attributes the subclass relies on.
+
+    Both subclasses extend Ray's classes through their private state (Ray has no public hook
+    for either fix). A Ray release that renames it must refuse to start, not corrupt a study.
+    """
+    missing = [n for n in names if not hasattr(obj, n)]
+    if missing:
+        import ray
+
+        raise RayInternalsError(
+            f"ray {ray.__version__}: {type(obj).__mro__[1].__name__} has no {', '.join(missing)}, which "
+            f"search.schedulers relies on; install the tested Ray: pip install 'ray[tune]=={TESTED_RAY}.*'")
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -37,6 +57,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
 
     def __init__(self, *args, max_t: int, time_attr: str = "training_iteration", **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        require_internals(self, "_ot_trials", "_completed_trials", "_setup_study")
         self._max_t = max_t
         self._time_attr = time_attr
 
@@ -101,6 +122,8 @@ class PersistentASHA(ASHAScheduler):
 
     def __init__(self, *args, state_path: str | os.PathLike, resume: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        require_internals(self, "_brackets", "_trial_info", "_num_stopped", "_time_attr", "_max_t")
+        require_internals(self._brackets[0], "_rungs")
         self._state_path = str(Path(state_path).resolve())
         self._stopped_at: dict[str, int] = {}  # trial id -> the rung at which ASHA stopped it
         self._loaded = not resume

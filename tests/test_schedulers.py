@@ -101,3 +101,20 @@ def test_asha_refuses_state_written_for_other_settings(tmp_path):
                            reduction_factor=2, state_path=tmp_path / "asha.json", resume=True)
     with pytest.raises(ValueError, match="other ASHA settings"):
         other.on_trial_add(None, fake_trial("b"))
+
+
+def test_a_ray_without_the_internals_we_extend_is_refused_in_one_line(monkeypatch, tmp_path):
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    from search.schedulers import RayInternalsError
+
+    original = AsyncHyperBandScheduler.__init__
+
+    def renamed(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self._rung_brackets = self.__dict__.pop("_brackets")  # as a Ray release might rename it
+
+    monkeypatch.setattr(AsyncHyperBandScheduler, "__init__", renamed)
+    with pytest.raises(RayInternalsError, match=r"has no _brackets.*pip install 'ray\[tune\]==2\.60\.\*'"):
+        PersistentASHA(time_attr="training_iteration", max_t=4, grace_period=1, reduction_factor=2,
+                       metric="val_acc", mode="max", state_path=tmp_path / "asha.json")
