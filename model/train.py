@@ -10,88 +10,35 @@ Example::
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import math
 import os
-import random
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .build import WeightsError, build_model
+from .checkpoint import (CHECKPOINT_NAME, CheckpointError, find_checkpoint, load_checkpoint, restore_checkpoint,
+                         rng_state, save_checkpoint, save_model, set_rng_state, versions, write_json)
+from .config import OPTIMIZERS, SCHEDULES, RunConfig, check_choice
 from .data import AUGMENTATIONS, CIFAR10Data, DataError, DeviceLoader, load_cifar10
+from .device import (autocast, available_cpus, configure_threads, epoch_seed, grad_scaler, precision, resolve_device,
+                     seed_everything, seed_torch, synchronize)
+from .optim import build_optimizer, build_scheduler, lr_factor
 from .resnet import ResNet, list_models
 
-OPTIMIZERS = ("sgd", "nesterov", "adamw")
-SCHEDULES = ("cosine", "onecycle", "step", "constant")
-CHECKPOINT_NAME = "checkpoint.pt"
-
-
-@dataclass
-class RunConfig:
-    """Everything one training run needs; the search fills it, the CLI maps flags onto it."""
-
-    # Model
-    arch: str = "resnet20"  # one of model.list_models()
-    weights: str | None = None  # None: from scratch; "imagenet": torchvision's; or a torchvision state-dict file
-    frozen_stages: int = 0  # freeze the stem and stages 1..k; 0 trains everything, 4 (resnet18/34/50) = linear probe
-    input_size: int = 32  # pixels; CIFAR's 32x32 is resized on the device (ImageNet-pretrained nets prefer 64-224)
-    # Optimization
-    optimizer: str = "sgd"  # sgd | nesterov | adamw
-    lr: float = 0.1  # peak learning rate, per batch of `batch_size` (the head's lr when fine-tuning)
-    backbone_lr_mult: float = 1.0  # trainable backbone parameters get lr * this (fine-tuning; 1 = same lr)
-    weight_decay: float = 5e-4  # L2 for SGD, decoupled for AdamW
-    momentum: float = 0.9  # SGD momentum, AdamW beta1
-    batch_size: int = 128  # images per step
-    epochs: int = 30  # full passes over the training split
-    schedule: str = "cosine"  # per-step lr schedule: cosine | onecycle | step (x0.1 at 50% and 75%) | constant
-    warmup_epochs: float = 0.0  # linear warm-up from 0, in epochs (fractions allowed); onecycle warms up 30% anyway
-    label_smoothing: float = 0.0  # cross-entropy label smoothing
-    augment: str = "crop_flip"  # one of model.data.AUGMENTATIONS
-    # Execution
-    seed: int = 0  # model init, shuffling and augmentation all derive from it
-    device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N
-    threads: int = 0  # torch CPU threads; 0 = every CPU this process may use (Ray trials pass their CPUs)
-    amp: bool = True  # bf16 autocast on CUDA (never on CPU, where bf16 is slower without AMX)
-    channels_last: bool = True  # channels_last (NHWC) model and batches: ~3x faster convs on CPU (oneDNN), and on GPUs
-    compile: bool = False  # torch.compile the model (pays a compile time of tens of seconds)
-    checkpoint_every: int = 1  # epochs between checkpoints, when fit() is given a checkpoint directory
-    eval_batch_size: int = 1024  # images per evaluation step
-
-    def __post_init__(self) -> None:
-        check_choice("arch", self.arch, list_models())
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("augment", self.augment, AUGMENTATIONS)
-        for name in ("lr", "batch_size", "epochs", "input_size", "checkpoint_every", "eval_batch_size"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RunConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown RunConfig fields {unknown}; valid: {', '.join(sorted(names))}")
-        return cls(**d)
-
-
-def check_choice(what: str, value, valid) -> None:
-    if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(map(str, valid))}")
+# Names that moved to model.config, .checkpoint, .device and .optim stay importable from here.
+__all__ = [
+    "CHECKPOINT_NAME", "OPTIMIZERS", "SCHEDULES", "CheckpointError", "FitResult", "RunConfig", "add_data_args",
+    "autocast", "available_cpus", "build_optimizer", "build_scheduler", "check_choice", "configure_threads",
+    "evaluate", "evaluate_test", "find_checkpoint", "fit", "get_args_parser", "load_checkpoint", "load_data",
+    "lr_factor", "main", "precision", "resolve_device", "rng_state", "save_checkpoint", "set_rng_state",
+    "train_one_epoch", "versions", "write_json",
+]
 
 
 @dataclass
@@ -100,6 +47,7 @@ class FitResult:
     epochs: int  # epochs finished
     history: list[dict] = field(default_factory=list)  # one metrics dict per epoch
     model: ResNet | None = None
+    precision: str = "fp32"  # bf16 | fp16 | fp32: the arithmetic the run trained in
 
     @property
     def metrics(self) -> dict:
@@ -107,114 +55,7 @@ class FitResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# Devices, threads, seeds
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
-    return device
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def configure_threads(threads: int) -> int:
-    """Give torch ``threads`` intra-op threads (0: every CPU we may use).
-
-    Ray sets OMP_NUM_THREADS=1 in its workers, which would leave a trial with 4 CPUs on one
-    thread; the trial passes its CPU count here instead.
-    """
-    n = threads or available_cpus()
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-    return n
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    # Every epoch reseeds from (seed, epoch), so a resumed run shuffles and augments exactly
-    # like an uninterrupted one, whatever consumed random numbers before the interruption.
-    return (seed * 1_000_003 + epoch) % 2**63
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ---------------------------------------------------------------------------------------------
-# Optimizer and schedule
-
-
-def build_optimizer(model: ResNet, cfg: RunConfig) -> torch.optim.Optimizer:
-    """Only trainable parameters reach the optimizer; the backbone may get a smaller lr."""
-    head = [p for p in model.fc.parameters() if p.requires_grad]
-    head_ids = {id(p) for p in head}
-    backbone = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    groups = [{"params": head, "lr": cfg.lr, "name": "head"}]
-    if backbone:
-        groups.append({"params": backbone, "lr": cfg.lr * cfg.backbone_lr_mult, "name": "backbone"})
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(
-        groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.optimizer == "nesterov"
-    )
-
-
-def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
-    """Multiplier of the peak lr at optimizer step ``step`` (0-based) of ``total``."""
-    if schedule == "onecycle":
-        # Cosine up over the first 30% (or the warm-up, if longer), cosine down to ~0 after.
-        up = max(warmup, int(0.3 * total), 1)
-        if step < up:
-            return 0.04 + 0.96 * 0.5 * (1 - math.cos(math.pi * step / up))
-        t = (step - up) / max(total - up, 1)
-        return 0.5 * (1 + math.cos(math.pi * t))
-    if step < warmup:
-        return (step + 1) / warmup
-    t = (step - warmup) / max(total - warmup, 1)
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * t))
-    if schedule == "step":
-        return 0.1 ** sum(t >= m for m in (0.5, 0.75))
-    return 1.0
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int):
-    total = cfg.epochs * steps_per_epoch
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg.schedule, step, total, warmup))
-
-
-# ---------------------------------------------------------------------------------------------
 # One epoch, one evaluation
-
-
-def autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 def train_one_epoch(
@@ -226,15 +67,20 @@ def train_one_epoch(
     device: torch.device,
     *,
     amp: bool = True,
+    scaler: torch.amp.GradScaler | None = None,
     check_every: int = 20,
     progress=None,
 ) -> dict:
     """One pass over ``loader``; returns train_loss, train_acc, images, seconds, finite.
 
-    Losses and hits are summed on the device and read back only every ``check_every`` steps,
-    which is when a non-finite loss is noticed (so a diverging run stops within a few steps
-    without a host sync per step on a GPU).
+    ``amp`` trains in ``precision(device, amp)``; fp16 needs the run's ``scaler`` (a caller
+    without one gets a fresh one). Losses and hits are summed on the device and read back only
+    every ``check_every`` steps, which is when a non-finite loss is noticed (so a diverging
+    run stops within a few steps without a host sync per step on a GPU).
     """
+    arithmetic = precision(device, amp)
+    if scaler is None:
+        scaler = grad_scaler(arithmetic)
     model.train()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     hits = torch.zeros((), device=device, dtype=torch.int64)
@@ -242,12 +88,19 @@ def train_one_epoch(
     finite = True
     start = time.perf_counter()
     for step, (x, y) in enumerate(loader, 1):
-        with autocast(device, amp):
+        with autocast(device, arithmetic):
             logits = model(x)
             loss = criterion(logits, y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            # fp16: a step whose scaled gradients overflow is skipped and the scale shrinks. That
+            # is routine, so divergence is judged on the loss below, never on the gradients.
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         scheduler.step()
         loss_sum += loss.detach().double() * y.shape[0]
         hits += (logits.argmax(1) == y).sum()
@@ -257,8 +110,7 @@ def train_one_epoch(
         if step % check_every == 0 and not torch.isfinite(loss_sum):
             finite = False
             break
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     seconds = time.perf_counter() - start
     finite = finite and bool(torch.isfinite(loss_sum))
     return {
@@ -274,11 +126,12 @@ def train_one_epoch(
 def evaluate(model: nn.Module, loader: DeviceLoader, device: torch.device, *, amp: bool = True) -> dict:
     """Mean cross-entropy and accuracy over ``loader`` (no label smoothing)."""
     model.eval()
+    arithmetic = precision(device, amp)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     hits = torch.zeros((), device=device, dtype=torch.int64)
     n = 0
     for x, y in loader:
-        with autocast(device, amp):
+        with autocast(device, arithmetic):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
         hits += (logits.argmax(1) == y).sum()
@@ -305,34 +158,13 @@ def make_loader(cfg: RunConfig, data: CIFAR10Data, images, labels, device, *, tr
     )
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, history: list[dict], cfg: RunConfig) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "history": history,
-            "config": cfg.to_dict(),
-            "rng": rng_state(),
-        },
-        tmp,
-    )
-    os.replace(tmp, path)  # never leave a half-written checkpoint behind
-    return path
-
-
-def find_checkpoint(path: str | os.PathLike | None) -> Path | None:
-    """``path`` itself, or the checkpoint file inside the directory ``path``; None if absent."""
-    if path is None:
+def progress_bar(total: int, initial: int):
+    """A tqdm bar on stderr; None without tqdm (fit then prints a line per epoch)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # a bare GPU machine may have torch and nothing else
         return None
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    return path if path.is_file() else None
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr)
 
 
 def fit(
@@ -352,13 +184,15 @@ def fit(
     the checkpoint written this epoch (or None); returning True stops the run. Checkpoints go
     to ``checkpoint_dir`` every ``cfg.checkpoint_every`` epochs and at the end;
     ``resume_from`` (a checkpoint file or a directory holding one) continues exactly where it
-    left off. ``train_on_val`` trains on train + validation (the retrain of the best config)
-    and then has no validation metrics. A non-finite loss ends the run with status "diverged".
+    left off, on any device. ``train_on_val`` trains on train + validation (the retrain of the
+    best config) and then has no validation metrics. A non-finite loss ends the run with
+    status "diverged".
     """
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         configure_threads(cfg.threads)
-    seed_everything(cfg.seed)
+    arithmetic = precision(device, cfg.amp)
+    seed_everything(cfg.seed, device)
     model = build_model(cfg.arch, num_classes=len(data.classes), weights=cfg.weights, frozen_stages=cfg.frozen_stages)
     model.to(device)
     if cfg.channels_last:
@@ -372,32 +206,26 @@ def fit(
         val_loader = make_loader(cfg, data, data.val_images, data.val_labels, device, train=False)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, len(train_loader))
+    scaler = grad_scaler(arithmetic)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     step_model = torch.compile(model) if cfg.compile else model
 
-    result = FitResult(status="completed", epochs=0, model=model)
+    result = FitResult(status="completed", epochs=0, model=model, precision=arithmetic)
     checkpoint = find_checkpoint(resume_from)
     if checkpoint is not None:
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        result.epochs, result.history = state["epoch"], state["history"]
+        state = load_checkpoint(checkpoint)
+        result.epochs, result.history = restore_checkpoint(state, model, optimizer, scheduler, device, scaler)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.epochs * len(train_loader), initial=result.epochs * len(train_loader), unit="step",
-                   dynamic_ncols=True, file=sys.stderr)
+        bar = progress_bar(cfg.epochs * len(train_loader), result.epochs * len(train_loader))
     try:
         for epoch in range(result.epochs + 1, cfg.epochs + 1):
-            torch.manual_seed(epoch_seed(cfg.seed, epoch))
+            seed_torch(epoch_seed(cfg.seed, epoch), device)
             lr = optimizer.param_groups[0]["lr"]
             train = train_one_epoch(step_model, criterion, optimizer, scheduler, train_loader, device,
-                                    amp=cfg.amp, progress=bar)
+                                    amp=cfg.amp, scaler=scaler, progress=bar)
             metrics = {
                 "epoch": epoch,
                 "train_loss": train["train_loss"],
@@ -417,11 +245,16 @@ def fit(
             if bar is not None:
                 bar.set_postfix(epoch=epoch, loss=f"{metrics['train_loss']:.3f}",
                                 val_acc=f"{metrics.get('val_acc', float('nan')):.4f}")
+            elif progress:
+                print(f"epoch {epoch}/{cfg.epochs}: train_loss {metrics['train_loss']:.4f}, val_acc "
+                      f"{metrics.get('val_acc', float('nan')):.4f}, {metrics['images_per_second']:,.0f} images/s",
+                      file=sys.stderr, flush=True)
             written = None
             if result.status != "diverged" and ckpt_path is not None and (
                 epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs
             ):
-                written = save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch, result.history, cfg)
+                written = save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch, result.history, cfg,
+                                          scaler=scaler)
             stop = on_epoch(metrics, written) if on_epoch is not None else False
             if result.status == "diverged":
                 break
@@ -444,19 +277,6 @@ def evaluate_test(model: ResNet, cfg: RunConfig, data: CIFAR10Data) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # Command line
-
-
-def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def versions() -> dict:
-    import torchvision
-
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": torchvision.__version__}
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -504,7 +324,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (0: all available)")
-    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    p.add_argument("--no-amp", action="store_true",
+                   help="fp32 on CUDA too (default: bf16 autocast; fp16 + loss scaling below compute capability 8.0)")
     p.add_argument("--no-channels-last", action="store_true", help="keep the NCHW memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="epochs between checkpoints")
@@ -528,20 +349,23 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         cfg = config_from_args(args)
-        resolve_device(cfg.device)
+        device = resolve_device(cfg.device)
         data = load_data(args, seed=cfg.seed)
         resume = find_checkpoint(out) if args.resume else None
         if args.resume and resume is None:
             raise ValueError(f"--resume: no {CHECKPOINT_NAME} in {out}; run without --resume to start afresh")
-        write_json(out / "config.json", {"config": cfg.to_dict(), "data": data.describe(), "versions": versions()})
+        write_json(out / "config.json", {"config": cfg.to_dict(), "device": str(device),
+                                         "precision": precision(device, cfg.amp), "data": data.describe(),
+                                         "versions": versions()})
         result = fit(cfg, data, checkpoint_dir=out, resume_from=resume, progress=True)
     except (ValueError, DataError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    metrics = {**result.metrics, "status": result.status, "epochs": result.epochs, "history": result.history}
+    metrics = {**result.metrics, "status": result.status, "epochs": result.epochs, "precision": result.precision,
+               "history": result.history}
     if args.test and result.status != "diverged":
         metrics.update(evaluate_test(result.model, cfg, data))
-    torch.save(result.model.state_dict(), out / "model.pt")
+    save_model(result.model, out / "model.pt")
     write_json(out / "metrics.json", metrics)
     summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in ("val_acc", "test_acc") if k in metrics)
     print(f"{result.status} after {result.epochs} epochs: {summary}; wrote {out}/{{config,metrics}}.json, model.pt")

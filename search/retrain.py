@@ -4,9 +4,10 @@ Example::
 
     python -m search.retrain runs/scratch                 # the search's --max-epochs
     python -m search.retrain runs/scratch --epochs 60
+    python -m search.retrain runs/scratch --compile      # torch.compile the model (whatever the search did)
 
 Reads ``best/config.json`` and ``search.json`` (for the data) and writes ``best/model.pt``
-(a state dict: ``torch.load(..., weights_only=True)`` into ``model.build_model``),
+(a state dict of CPU tensors: ``torch.load(..., weights_only=True)`` into ``model.build_model``),
 ``best/metrics.json`` and ``best/history.json``.
 """
 
@@ -21,8 +22,12 @@ from pathlib import Path
 import torch
 
 from model import ResNet, build_model
+from model.build import preload_weights
+from model.checkpoint import save_model, write_json
+from model.config import RunConfig
 from model.data import CIFAR10Data, DataError, load_cifar10
-from model.train import RunConfig, fit, resolve_device, evaluate_test, write_json
+from model.device import resolve_device
+from model.train import evaluate_test, fit
 
 
 def load_best_model(out: str | Path) -> ResNet:
@@ -42,13 +47,21 @@ def load_search_data(out: Path) -> CIFAR10Data:
 
 
 def retrain(best: dict, data: CIFAR10Data, out: Path, epochs: int | None = None, device: str = "auto",
-            threads: int = 0) -> dict:
-    """Train ``best["config"]`` on train + validation, then test it exactly once."""
+            threads: int = 0, compile: bool | None = None, pretrained: dict | None = None) -> dict:
+    """Train ``best["config"]`` on train + validation, then test it exactly once.
+
+    ``compile`` (None: as the search did) switches ``torch.compile`` on or off. ``pretrained``
+    maps architectures to state dicts the search's driver loaded (this node may lack the file).
+    """
     config = dict(best["config"])
     if epochs is not None:
         config["epochs"] = epochs
+    if compile is not None:
+        config["compile"] = compile
     config.update(device=device, threads=threads)
     cfg = RunConfig.from_dict(config)
+    if cfg.weights is not None and cfg.arch in (pretrained or {}):
+        preload_weights(cfg.arch, cfg.weights, pretrained[cfg.arch])
     t0 = time.perf_counter()
     result = fit(cfg, data, train_on_val=True)
     seconds = time.perf_counter() - t0
@@ -63,17 +76,19 @@ def retrain(best: dict, data: CIFAR10Data, out: Path, epochs: int | None = None,
         "seconds": seconds,
         "images_per_second": sum(h["images_per_second"] for h in result.history) / len(result.history),
         "device": str(resolve_device(cfg.device)),
+        "precision": result.precision,
         "config": cfg.to_dict(),
     }
     best_dir = out / "best"
-    torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, best_dir / "model.pt")
+    save_model(result.model, best_dir / "model.pt")
     write_json(best_dir / "history.json", result.history)
     write_json(best_dir / "metrics.json", metrics)
     return metrics
 
 
 def retrain_run(out: str | Path, epochs: int | None = None, data: CIFAR10Data | None = None, cpus: float = 0,
-                gpus: float = 0, use_ray: bool = False) -> dict:
+                gpus: float = 0, use_ray: bool = False, compile: bool | None = None,
+                pretrained: dict | None = None) -> dict:
     """Retrain the best config of the search in ``out``, as a Ray task when ``use_ray``."""
     out = Path(out).resolve()
     best_path = out / "best" / "config.json"
@@ -90,23 +105,27 @@ def retrain_run(out: str | Path, epochs: int | None = None, data: CIFAR10Data | 
 
         # On a cluster the driver may have no GPU: run where the trials ran.
         task = ray.remote(num_cpus=cpus or 1, num_gpus=gpus)(_retrain_and_return)
-        metrics, files = ray.get(task.remote(best, data, epochs, device, int(cpus or 0)))
+        metrics, files = ray.get(task.remote(best, data, epochs, device, int(cpus or 0), compile,
+                                                   pretrained))
         for name, blob in files.items():
             (out / "best" / name).write_bytes(blob)
     else:
-        metrics = retrain(best, data, out, epochs, device=device, threads=int(cpus or 0))
+        metrics = retrain(best, data, out, epochs, device=device, threads=int(cpus or 0), compile=compile,
+                          pretrained=pretrained)
     print(f"retrained: test_acc {metrics['test_acc']:.4f} (search val_acc {metrics['search_val_acc']:.4f}); "
           f"wrote {out / 'best'}/model.pt, metrics.json, history.json")
     return metrics
 
 
-def _retrain_and_return(best: dict, data: CIFAR10Data, epochs: int, device: str, threads: int):
+def _retrain_and_return(best: dict, data: CIFAR10Data, epochs: int, device: str, threads: int,
+                        compile: bool | None = None, pretrained: dict | None = None):
     """Ray task body: retrain in a scratch folder on the worker and ship the files back."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "best").mkdir()
-        metrics = retrain(best, data, Path(tmp), epochs, device=device, threads=threads)
+        metrics = retrain(best, data, Path(tmp), epochs, device=device, threads=threads, compile=compile,
+                          pretrained=pretrained)
         files = {p.name: p.read_bytes() for p in (Path(tmp) / "best").iterdir()}
     return metrics, files
 
@@ -117,13 +136,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="the search's --out folder (holding best/config.json and search.json)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the search's --max-epochs)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model, or not with --no-compile (default: as the search did)")
     return p
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         gpus = 1 if resolve_device(args.device).type == "cuda" else 0
-        retrain_run(args.run_dir, epochs=args.epochs, gpus=gpus)
+        retrain_run(args.run_dir, epochs=args.epochs, gpus=gpus, compile=args.compile)
     except (FileNotFoundError, DataError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

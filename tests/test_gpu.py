@@ -1,0 +1,156 @@
+"""On a CUDA device (``pytest -m gpu``): resume, CPU files, bf16 / fp16, fused optimizers, CPU runs off the GPU."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import build_model
+from model.checkpoint import load_checkpoint, restore_checkpoint
+from model.data import synthetic_cifar10
+from model.device import precision
+from model.train import RunConfig, build_optimizer, build_scheduler, fit, get_args_parser, main
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+QUICK = dict(arch="resnet20", epochs=3, batch_size=64, lr=0.1, augment="crop_flip_cutout", device="cuda")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_cifar10(num_train=1200, num_test=300, val_size=300, seed=0)
+
+
+def tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from tensors(v)
+
+
+def test_cuda_resume_continues_where_it_stopped(data, tmp_path):
+    cfg = RunConfig(**QUICK)
+    interrupted = fit(cfg, data, on_epoch=lambda m, c: m["epoch"] >= 2, checkpoint_dir=tmp_path)
+    assert interrupted.status == "stopped" and interrupted.epochs == 2
+    resumed = fit(cfg, data, resume_from=tmp_path, checkpoint_dir=tmp_path)
+    assert resumed.status == "completed" and resumed.epochs == 3 and len(resumed.history) == 3
+    assert resumed.history[:2] == interrupted.history
+    assert resumed.history[-1]["val_acc"] > 0.5 and next(resumed.model.parameters()).is_cuda
+
+
+def test_restore_puts_the_cpu_checkpoint_on_the_gpu_exactly(data, tmp_path):
+    cfg = RunConfig(**{**QUICK, "epochs": 2})
+    fit(cfg, data, on_epoch=lambda m, c: True, checkpoint_dir=tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert {t.device.type for t in tensors(state)} == {"cpu"}
+    assert state["rng"]["cuda"].dtype == torch.uint8  # this device's generator only
+    device = torch.device("cuda")
+    model = build_model(cfg.arch).to(device, memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, 10)
+    torch.manual_seed(12345)
+    epoch, history = restore_checkpoint(state, model, optimizer, scheduler, device)
+    assert epoch == 1 and len(history) == 1
+    for key, value in model.state_dict().items():
+        assert value.is_cuda and torch.equal(value.cpu(), state["model"][key]), key
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for index, saved in state["optimizer"]["state"].items():
+        buffer = optimizer.state[params[index]]["momentum_buffer"]
+        assert buffer.is_cuda and torch.equal(buffer.cpu(), saved["momentum_buffer"])
+    assert all(g["fused"] for g in optimizer.param_groups)
+    assert scheduler.last_epoch == state["scheduler"]["last_epoch"]
+    assert torch.equal(torch.get_rng_state(), state["rng"]["torch"])
+    assert torch.equal(torch.cuda.get_rng_state(device), state["rng"]["cuda"])
+
+
+def test_cuda_cli_run_and_resume_write_cpu_files_that_load_without_a_gpu(image_folder, tmp_path):
+    out = tmp_path / "run"
+    base = ["--data", str(image_folder), "--val-size", "200", "--out", str(out), "--batch-size", "100",
+            "--device", "cuda"]
+    assert main(get_args_parser().parse_args(base + ["--epochs", "2"])) == 0
+    assert main(get_args_parser().parse_args(base + ["--epochs", "3", "--resume"])) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["precision"] == precision("cuda")
+    assert json.loads((out / "config.json").read_text())["precision"] == precision("cuda")
+    for name in ("model.pt", "checkpoint.pt"):
+        state = torch.load(out / name, weights_only=True)  # no map_location: a CUDA tensor would stay one
+        assert {t.device.type for t in tensors(state)} == {"cpu"}, name
+    code = "import sys, torch; [torch.load(p, weights_only=True) for p in sys.argv[1:]]; " \
+           "print(torch.cuda.is_available())"
+    done = subprocess.run([sys.executable, "-c", code, str(out / "model.pt"), str(out / "checkpoint.pt")],
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
+def test_precision_is_bf16_from_ampere_on_and_fp16_before(data):
+    major, _ = torch.cuda.get_device_capability()
+    expected = "bf16" if major >= 8 else "fp16"
+    assert precision("cuda") == expected and precision("cuda", amp=False) == "fp32"
+    assert fit(RunConfig(**{**QUICK, "epochs": 1}), data).precision == expected
+
+
+def test_fp16_with_loss_scaling_trains_checkpoints_and_resumes(data, tmp_path, monkeypatch):
+    # Play a T4 (compute capability 7.5): fp16 autocast and a GradScaler, whose state is checkpointed.
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    cfg = RunConfig(**{**QUICK, "epochs": 2})
+    first = fit(cfg, data, on_epoch=lambda m, c: True, checkpoint_dir=tmp_path)
+    assert first.precision == "fp16"
+    scaler = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["scaler"]
+    assert scaler is not None and scaler["scale"] > 0
+    resumed = fit(cfg, data, resume_from=tmp_path)
+    assert resumed.status == "completed" and resumed.epochs == 2 and resumed.history[-1]["val_acc"] > 0.3
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adamw"])
+def test_optimizers_are_fused_on_cuda(optimizer):
+    model = build_model("resnet20", frozen_stages=1).cuda()
+    opt = build_optimizer(model, RunConfig(optimizer=optimizer))
+    assert all(g["fused"] for g in opt.param_groups)
+    model(torch.randn(8, 3, 32, 32, device="cuda")).sum().backward()
+    opt.step()
+
+
+CPU_RUN = textwrap.dedent("""
+    import os, subprocess, sys, torch
+    from model.data import synthetic_cifar10
+    from model.train import RunConfig, fit
+
+    def gpu_memory_mib():
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=60).stdout
+            return sum(float(v) for v in out.split())
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return None
+
+    before = gpu_memory_mib()
+    data = synthetic_cifar10(num_train=400, num_test=50, val_size=50)
+    for optimizer in ("sgd", "adamw"):
+        cfg = RunConfig(arch="resnet20", epochs=2, batch_size=64, optimizer=optimizer, device="cpu", threads=2)
+        fit(cfg, data, on_epoch=lambda m, c: True, checkpoint_dir=sys.argv[1])
+        fit(cfg, data, resume_from=sys.argv[1])
+    after = gpu_memory_mib()
+    print(torch.cuda.is_initialized(), None if before is None or after is None else after - before)
+""")
+
+
+def test_a_cpu_run_on_a_gpu_machine_opens_no_cuda_context(tmp_path):
+    done = subprocess.run([sys.executable, "-c", CPU_RUN, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    initialized, grown = done.stdout.split()[-2:]
+    assert initialized == "False"
+    if grown != "None" and shutil.which("nvidia-smi"):
+        # A CUDA context costs hundreds of MiB of GPU memory; the process was still alive when measured.
+        assert float(grown) < 150, f"GPU memory grew by {grown} MiB during a CPU run: a CUDA context was created"
