@@ -79,7 +79,7 @@ def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
         cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         raise WeightsError(
             f"cannot fetch torchvision's ImageNet weights for {arch} ({e.__class__.__name__}; offline?): "
-            f"put {Path(weights.url).name} in {cache.parent} or pass a torchvision state-dict file with --weights PATH"
+            f"put {weights.url} in {cache.parent}, or pass a torchvision state-dict file with --weights PATH"
         ) from e
 
 

@@ -281,11 +281,13 @@ def evaluate_test(model: ResNet, cfg: RunConfig, data: CIFAR10Data) -> dict:
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """The data flags, shared with the search CLI."""
-    parser.add_argument("--data", default="data",
+    parser.add_argument("--data", default=None,
                         help="CIFAR-10 source: a torchvision root (holding cifar-10-batches-py), or a directory or "
-                             ".tar.gz of train/<class>/*, test/<class>/* images (default: %(default)s)")
+                             ".tar.gz of train/<class>/*, test/<class>/* images (default: $RESNET_HPO_DATA or "
+                             "~/.cache/resnet-hpo/cifar10, where torchvision downloads CIFAR-10 if it is missing)")
     parser.add_argument("--download", action="store_true",
-                        help="download CIFAR-10 with torchvision into --data if it is not there (needs internet)")
+                        help="download CIFAR-10 with torchvision into --data if it is not there (needs internet; "
+                             "implied without --data)")
     parser.add_argument("--val-size", type=int, default=5000,
                         help="stratified validation images held out of the training set (default: %(default)s)")
     parser.add_argument("--train-subset", type=int, default=None,
@@ -303,7 +305,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                 add_help=add_help,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_args(p)
-    p.add_argument("--out", required=True, help="output directory: config.json, metrics.json, model.pt, checkpoint.pt")
+    p.add_argument("--out", default=None,
+                   help="output directory: config.json, metrics.json, model.pt, checkpoint.pt (default: runs/ARCH)")
     p.add_argument("--arch", default=d.arch, help=f"architecture: {', '.join(list_models())}")
     p.add_argument("--weights", default=d.weights, help="pretrained weights: 'imagenet' or a torchvision state-dict file")
     p.add_argument("--frozen-stages", type=int, default=d.frozen_stages,
@@ -346,7 +349,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    out = Path(args.out or f"runs/{args.arch}")
     try:
         cfg = config_from_args(args)
         device = resolve_device(cfg.device)

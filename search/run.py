@@ -35,7 +35,7 @@ from model.data import DataError
 from model.train import load_data, write_json
 
 from .cli import SearchError, changed_flags, check_args, get_args_parser, parse_choices, parse_duration
-from .lock import OutLock
+from .lock import LOCK_NAME, OutLock
 from .results import finish_orphans, mark_cut_by_budget, print_summary, write_results
 from .schedulers import RayInternalsError
 from .tuner import ASHA_STATE, EXPERIMENT, STUDY_DB, TrialStatuses, create_study, init_ray, make_tuner, \
@@ -83,10 +83,18 @@ def _main(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{study_name(args)}").expanduser().resolve()
     storage_path = storage_location(args, out)
     experiment_path = f"{storage_path}/{EXPERIMENT}"
+    created = [d for d in (out, *out.parents) if not d.exists()]  # out and the folders made for it
     out.mkdir(parents=True, exist_ok=True)
-    with OutLock(out):
-        check_resume(args, out, experiment_path)
-        return _search(args, out, storage_path, experiment_path)
+    try:
+        with OutLock(out):
+            check_resume(args, out, experiment_path)
+            return _search(args, out, storage_path, experiment_path)
+    finally:
+        # A search refused before it wrote anything leaves no empty --out behind.
+        if created and {p.name for p in out.iterdir()} <= {LOCK_NAME}:
+            (out / LOCK_NAME).unlink(missing_ok=True)
+            for folder in created:
+                folder.rmdir()
 
 
 def _search(args: argparse.Namespace, out: Path, storage_path: str, experiment_path: str) -> int:
