@@ -18,9 +18,16 @@ are made and the memory format / autocast differ:
 
 Each mode trains a fresh model for ``--warmup`` steps, then is timed over ``--steps`` steps.
 
+``--loader-only`` times the ``DeviceLoader`` alone instead: ``--epochs`` epochs over ``--images`` images for each
+of ``--augments``, with no model. ``--baseline-loader FILE`` also times the ``DeviceLoader`` of another copy of
+``model/data.py`` (say, the last commit's), interleaved with ours, so both see the same load on the machine.
+
 Example::
 
     python -m benchmarks.throughput --arch resnet20 --batch-size 256 --device cpu --steps 20 --warmup 5 --repeats 3
+    git show HEAD:model/data.py > /tmp/old_data.py
+    python -m benchmarks.throughput --loader-only --device cpu --threads 2 --augments crop_flip trivialaugment \
+        randaugment --baseline-loader /tmp/old_data.py --repeats 5
     python -m benchmarks.throughput --device cuda --steps 300 --warmup 50 --images 51200 \\
         --data ../shared/data/cifar10-jpeg.tar.gz --json runs/bench-throughput.json
 """
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import itertools
 import os
 import platform
@@ -44,7 +52,7 @@ from PIL import Image
 from torch import nn
 
 from model.build import build_model
-from model.data import CIFAR10Data, DeviceLoader, load_cifar10, synthetic_cifar10
+from model.data import AUGMENTATIONS, CIFAR10Data, DeviceLoader, load_cifar10, synthetic_cifar10
 from model.train import (RunConfig, available_cpus, build_optimizer, build_scheduler, configure_threads,
                          resolve_device, train_one_epoch, versions, write_json)
 
@@ -166,6 +174,50 @@ def measure(mode: str, args, cfg: RunConfig, data: CIFAR10Data, images: torch.Te
             "images_per_second": args.steps * cfg.batch_size / seconds}
 
 
+def load_baseline_loader(path: str) -> type:
+    """``DeviceLoader`` from a standalone copy of a data module (``git show REV:model/data.py > FILE``)."""
+    spec = importlib.util.spec_from_file_location("baseline_data", path)
+    if spec is None or not Path(path).is_file():
+        raise ValueError(f"--baseline-loader {path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.DeviceLoader
+
+
+def measure_loader(loader_cls: type, augment: str, args, data: CIFAR10Data, images: torch.Tensor,
+                   labels: torch.Tensor, device: torch.device) -> float:
+    """Images per second of ``args.epochs`` training epochs of a loader alone, after one warm-up batch."""
+    torch.manual_seed(args.seed)
+    loader = loader_cls(images, labels, batch_size=args.batch_size, mean=data.mean, std=data.std, device=device,
+                        train=True, augment=augment)
+    next(iter(loader))
+    sync(device)
+    start = time.perf_counter()
+    seen = 0
+    for _ in range(args.epochs):
+        for _, y in loader:
+            seen += len(y)
+    sync(device)
+    return seen / (time.perf_counter() - start)
+
+
+def run_loader_only(args, data: CIFAR10Data, images: torch.Tensor, labels: torch.Tensor,
+                    device: torch.device) -> dict[str, dict]:
+    """Median images/s per (loader, augment) over ``--repeats`` rounds, every combination timed in each round."""
+    loaders = {"ours": DeviceLoader}
+    if args.baseline_loader:
+        loaders = {"baseline": load_baseline_loader(args.baseline_loader), **loaders}
+    runs: dict[str, list[float]] = {}
+    for repeat in range(args.repeats):
+        for augment in args.augments:
+            for name, loader_cls in loaders.items():
+                ips = measure_loader(loader_cls, augment, args, data, images, labels, device)
+                runs.setdefault(f"{name} {augment}", []).append(ips)
+                print(f"  [{repeat + 1}/{args.repeats}] {name:8s} {augment:16s} {ips:9,.0f} images/s", flush=True)
+    return {key: {"images_per_second": statistics.median(v), "all_images_per_second": v} for key, v in runs.items()}
+
+
 def machine_info(device: torch.device) -> dict:
     info = {
         "cpu_count": os.cpu_count(),
@@ -244,6 +296,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--data", default=None,
                    help="CIFAR-10 source as in model.train (default: synthetic images of the same shape)")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="modes to run")
+    p.add_argument("--loader-only", action="store_true",
+                   help="time the DeviceLoader alone (no model) for each of --augments, not the training modes")
+    p.add_argument("--augments", nargs="+", default=["crop_flip", "trivialaugment", "randaugment"],
+                   choices=AUGMENTATIONS, help="augmentations timed by --loader-only")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs over --images per --loader-only measurement")
+    p.add_argument("--baseline-loader", default=None,
+                   help="with --loader-only, also time DeviceLoader from this copy of model/data.py")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p
@@ -270,6 +329,8 @@ def _main(args: argparse.Namespace) -> int:
         raise ValueError(f"--images {len(labels)} is fewer than one batch of {cfg.batch_size}")
 
     info = machine_info(device)
+    if args.loader_only:
+        return _loader_only(args, data, images, labels, device, info)
     print(f"{info['device_name']} ({device}); {info['cpus_available']}/{info['cpu_count']} CPUs, "
           f"torch {info['torch']} with {info['torch_threads']} threads; {args.arch}, batch {cfg.batch_size}, "
           f"{args.warmup} + {args.steps} steps over {len(labels)} images, {args.workers} DataLoader workers",
@@ -298,6 +359,24 @@ def _main(args: argparse.Namespace) -> int:
     if args.json:
         write_json(Path(args.json), {"args": vars(args), "machine": info, "device": str(device),
                                      "results": results, "targets": checks})
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _loader_only(args, data: CIFAR10Data, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
+                 info: dict) -> int:
+    if args.epochs < 1:
+        raise ValueError("--epochs must be >= 1")
+    print(f"{info['device_name']} ({device}); torch {info['torch']} with {info['torch_threads']} threads; DeviceLoader "
+          f"alone, batch {args.batch_size}, {args.epochs} epochs over {len(labels)} uint8 images", flush=True)
+    results = run_loader_only(args, data, images, labels, device)
+    lines = ["| loader | augment | images/s |", "|---|---|---:|"]
+    for key, r in results.items():
+        name, augment = key.split(" ", 1)
+        lines.append(f"| {name} | {augment} | {r['images_per_second']:,.0f} |")
+    print("\n" + "\n".join(lines) + "\n")
+    if args.json:
+        write_json(Path(args.json), {"args": vars(args), "machine": info, "device": str(device), "loader_only": results})
         print(f"wrote {args.json}")
     return 0
 

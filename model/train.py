@@ -25,7 +25,7 @@ from .build import WeightsError, build_model
 from .checkpoint import (CHECKPOINT_NAME, CheckpointError, find_checkpoint, load_checkpoint, restore_checkpoint,
                          rng_state, save_checkpoint, save_model, set_rng_state, versions, write_json)
 from .config import OPTIMIZERS, SCHEDULES, RunConfig, check_choice
-from .data import AUGMENTATIONS, CIFAR10Data, DataError, DeviceLoader, load_cifar10
+from .data import AUGMENTATIONS, CIFAR10Data, DataError, DeviceLoader, add_data_args, load_cifar10, load_data
 from .device import (autocast, available_cpus, configure_threads, epoch_seed, grad_scaler, precision, resolve_device,
                      seed_everything, seed_torch, synchronize)
 from .optim import build_optimizer, build_scheduler, lr_factor
@@ -277,26 +277,6 @@ def evaluate_test(model: ResNet, cfg: RunConfig, data: CIFAR10Data) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # Command line
-
-
-def add_data_args(parser: argparse.ArgumentParser) -> None:
-    """The data flags, shared with the search CLI."""
-    parser.add_argument("--data", default=None,
-                        help="CIFAR-10 source: a torchvision root (holding cifar-10-batches-py), or a directory or "
-                             ".tar.gz of train/<class>/*, test/<class>/* images (default: $RESNET_HPO_DATA or "
-                             "~/.cache/resnet-hpo/cifar10, where torchvision downloads CIFAR-10 if it is missing)")
-    parser.add_argument("--download", action="store_true",
-                        help="download CIFAR-10 with torchvision into --data if it is not there (needs internet; "
-                             "implied without --data)")
-    parser.add_argument("--val-size", type=int, default=5000,
-                        help="stratified validation images held out of the training set (default: %(default)s)")
-    parser.add_argument("--train-subset", type=int, default=None,
-                        help="train on a stratified subset of N images, for quick runs (None: all)")
-
-
-def load_data(args: argparse.Namespace, seed: int = 0) -> CIFAR10Data:
-    return load_cifar10(args.data, val_size=args.val_size, train_subset=args.train_subset, seed=seed,
-                        download=args.download)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ import re
 import socket
 
 import spaces
-from model.train import add_data_args
+from model.data import add_data_args
 
 
 class SearchError(Exception):

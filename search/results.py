@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from model.train import versions, write_json
+from model.checkpoint import versions, write_json
 
 from .trial import run_config
 from .tuner import EXPERIMENT, STUDY_DB

@@ -31,8 +31,8 @@ import optuna
 
 import spaces
 from model.build import WeightsError
-from model.data import DataError
-from model.train import load_data, write_json
+from model.checkpoint import write_json
+from model.data import DataError, load_data
 
 from .cli import SearchError, changed_flags, check_args, get_args_parser, parse_choices, parse_duration
 from .lock import LOCK_NAME, OutLock

@@ -16,6 +16,7 @@ from model.checkpoint import load_checkpoint, restore_checkpoint
 from model.data import synthetic_cifar10
 from model.device import precision
 from model.train import RunConfig, build_optimizer, build_scheduler, fit, get_args_parser, main
+from tests.test_checkpoint import tensors
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -26,17 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def data():
     return synthetic_cifar10(num_train=1200, num_test=300, val_size=300, seed=0)
-
-
-def tensors(obj):
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from tensors(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from tensors(v)
 
 
 def test_cuda_resume_continues_where_it_stopped(data, tmp_path):
