@@ -135,15 +135,19 @@ def test_a_user_space_file_runs_a_search(tmp_path_factory, image_folder):
 def test_a_weights_file_reaches_trials_that_cannot_open_it(tmp_path, image_folder):
     weights = tmp_path / "resnet18-mine.pth"
     torch.save(torchvision.models.resnet18().state_dict(), weights)
-    # The space runs on the driver when a trial is asked for, after the weights were loaded and
-    # before any trial starts: it removes the file, as on a worker node that never had it.
+    # The space runs on the driver when the search asks for a trial (in study.db), after the
+    # weights were loaded and before the trial starts: it removes the file, as on a worker node
+    # that never had it. (Sampled on an in-memory study, it only shows what it asks.)
     space_file = tmp_path / "probe.py"
     space_file.write_text(textwrap.dedent(f'''
         import os
 
+        import optuna
+
 
         def probe(trial):
-            if os.path.exists({str(weights)!r}):
+            searching = not isinstance(trial.study._storage, optuna.storages.InMemoryStorage)
+            if searching and os.path.exists({str(weights)!r}):
                 os.remove({str(weights)!r})
             trial.suggest_categorical("arch", ["resnet18"])
             trial.suggest_categorical("frozen_stages", [4])
