@@ -18,7 +18,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here (torch {torch.__version__}); "
+                         "train on CPUs instead: model.train --device cpu, search.run --gpus-per-trial 0")
     return device
 
 
