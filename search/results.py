@@ -17,20 +17,27 @@ from .tuner import EXPERIMENT, STUDY_DB
 WARM_START = "warm_start"
 
 
+def end_running(study: optuna.Study, select, state: optuna.trial.TrialState, attrs) -> int:
+    """Set ``state`` and the user attrs ``attrs(trial)`` on every RUNNING trial that ``select(trial)`` picks."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if not select(t):
+            continue
+        for key, value in attrs(t).items():
+            study._storage.set_trial_user_attr(t._trial_id, key, value)
+        study._storage.set_trial_state_values(t._trial_id, state)
+        n += 1
+    return n
+
+
 def finish_orphans(study: optuna.Study, unfinished: set[str]) -> int:
     """Mark as FAIL every trial RUNNING in study.db that no Tune trial will ever finish.
 
     That happens when the driver died between asking Optuna for a config and snapshotting the
     experiment: on resume, Tune asks Optuna again, for a new trial.
     """
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.user_attrs.get("ray_trial_id") in unfinished:
-            continue
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "orphaned")
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        n += 1
-    return n
+    return end_running(study, lambda t: t.user_attrs.get("ray_trial_id") not in unfinished,
+                       optuna.trial.TrialState.FAIL, lambda t: {"fail_reason": "orphaned"})
 
 
 def mark_cut_by_budget(study: optuna.Study, tune_ids: set[str]) -> int:
@@ -39,15 +46,8 @@ def mark_cut_by_budget(study: optuna.Study, tune_ids: set[str]) -> int:
     PRUNED, not COMPLETE, because they did not run every epoch: TPE and the plots read their
     accuracies as partial ones, and they are never the best config.
     """
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.user_attrs.get("ray_trial_id") not in tune_ids:
-            continue
-        study._storage.set_trial_user_attr(t._trial_id, "stopped_by", "time_budget")
-        study._storage.set_trial_user_attr(t._trial_id, "epochs", max(t.intermediate_values, default=0))
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.PRUNED)
-        n += 1
-    return n
+    return end_running(study, lambda t: t.user_attrs.get("ray_trial_id") in tune_ids, optuna.trial.TrialState.PRUNED,
+                       lambda t: {"stopped_by": "time_budget", "epochs": max(t.intermediate_values, default=0)})
 
 
 def is_warm_start(t: optuna.trial.FrozenTrial) -> bool:
