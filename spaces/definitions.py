@@ -14,7 +14,7 @@ AUGMENT_CHOICES = ["none", "crop_flip", "crop_flip_cutout", "trivialaugment"]
 # SGD with momentum 0.9 (our default), lr 0.1 at batch 128, weight decay 1e-4, lr divided by 10
 # at 32k and 48k of 64k iterations (50% and 75% of the run: our "step" schedule), 4-pixel
 # padded crops and horizontal flips, no label smoothing. resnet20 is the paper's smallest net.
-SCRATCH_RECIPE = {"arch": "resnet20", "lr": 0.1, "weight_decay": 1e-4, "batch_size": 128, "schedule": "step",
+SCRATCH_RECIPE = {"arch": "resnet20", "lr": 0.1, "weight_decay": 1e-4, "batch_size": 128, "schedule": "step", "optimizer": "sgd",
                   "label_smoothing": 0.0, "augment": "crop_flip"}
 
 # A standard full fine-tune, after Kornblith, Shlens & Le, "Do Better ImageNet Models Transfer
@@ -38,6 +38,7 @@ def scratch(trial: optuna.Trial) -> None:
     trial.suggest_float("weight_decay", 1e-5, 1e-3, log=True)
     trial.suggest_categorical("batch_size", [64, 128, 256, 512])
     trial.suggest_categorical("schedule", ["cosine", "onecycle", "step"])
+    trial.suggest_categorical("optimizer", ["sgd", "nesterov"])
     trial.suggest_float("label_smoothing", 0.0, 0.2)
     trial.suggest_categorical("augment", AUGMENT_CHOICES)
 

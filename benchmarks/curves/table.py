@@ -1,0 +1,65 @@
+"""The learning-curve table: one CSV row per (config, epoch), ``#`` lines on top saying how it was made."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The recorded space's parameters (scratch's), in the table's column order.
+PARAM_COLUMNS = ["arch", "lr", "weight_decay", "batch_size", "schedule", "optimizer", "label_smoothing", "augment"]
+RECORD_COLUMNS = ["config_id", *PARAM_COLUMNS, "epoch", "val_acc", "val_loss", "train_loss", "seconds", "status"]
+_FLOATS = {"lr", "weight_decay", "label_smoothing", "val_acc", "val_loss", "train_loss", "seconds"}
+_INTS = {"config_id", "batch_size", "epoch"}
+
+
+@dataclass
+class Curve:
+    """One recorded config: its parameters and, per epoch, val_acc and wall seconds."""
+
+    config_id: int
+    params: dict
+    val_acc: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    diverged: bool = False  # the run stopped at its last recorded epoch with a non-finite loss
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[dict]
+
+    def curves(self) -> list[Curve]:
+        """The configs, by id, each with its rows in epoch order."""
+        by_id: dict[int, Curve] = {}
+        for r in sorted(self.rows, key=lambda r: (r["config_id"], r["epoch"])):
+            c = by_id.get(r["config_id"])
+            if c is None:
+                params = {k: r[k] for k in PARAM_COLUMNS if r.get(k) not in ("", None)}
+                c = by_id[r["config_id"]] = Curve(r["config_id"], params)
+            c.val_acc.append(r["val_acc"])
+            c.seconds.append(r["seconds"])
+            c.diverged = c.diverged or r["status"] == "diverged"
+        return list(by_id.values())
+
+
+def _convert(key: str, value: str):
+    if value == "":
+        return value
+    if key in _INTS:
+        return int(value)
+    if key in _FLOATS:
+        return float(value)
+    return value
+
+
+def read_table(path: str | Path) -> Table:
+    header, body = [], []
+    with open(path, newline="") as f:
+        for line in f:
+            if line.startswith("#"):
+                header.append(line[1:].strip())
+            else:
+                body.append(line)
+    rows = [{k: _convert(k, v) for k, v in r.items()} for r in csv.DictReader(body)]
+    return Table(header, rows)
