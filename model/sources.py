@@ -117,7 +117,7 @@ def _load_folders(path: Path, kind: str, cache_dir):
         files = None
         content = "tar:" + _sha256_file(path)
     else:
-        files, dirs = _read_dir(path)
+        files, dirs = _read_dir(path, _split_root(path))
         digest = hashlib.sha256()
         for rel in sorted(files):
             digest.update(rel.encode() + b"\0" + len(files[rel]).to_bytes(8, "little"))
@@ -136,18 +136,45 @@ def _load_folders(path: Path, kind: str, cache_dir):
     return (*arrays, content)
 
 
-def _read_dir(path: Path) -> tuple[dict[str, bytes], list[str]]:
+def _split_root(path: Path) -> Path:
+    """The folder holding train/ and test/: `path` or its only subfolder, checked by name only.
+
+    This runs before any file is read, so a wrong --data (a home folder, a repo with a
+    virtualenv) fails at once instead of being read into memory.
+    """
+    candidates = [path]
+    subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(subdirs) == 1:
+        candidates.append(subdirs[0])
+    for root in candidates:
+        present = [s for s in _SPLITS if (root / s).is_dir()]
+        if len(present) == len(_SPLITS):
+            return root
+        if present:
+            (missing,) = set(_SPLITS) - set(present)
+            raise DataError(f"no {missing}/ folder in {root}; expected train/<class>/* and "
+                            "test/<class>/* images (optionally under one top folder)")
+    raise DataError(f"{path} holds no train/ and test/ folders (nor does a single subfolder); "
+                    f"{_SOURCE_HINT}")
+
+
+def _read_dir(path: Path, split_root: Path) -> tuple[dict[str, bytes], list[str]]:
+    """Files and folders under split_root/{train,test}, keyed by their path relative to `path`."""
     files, dirs = {}, []
-    for root, dirnames, filenames in os.walk(path, followlinks=True):
-        rel_root = Path(root).relative_to(path)
-        dirs.extend((rel_root / d).as_posix() for d in dirnames)
-        for name in filenames:
-            files[(rel_root / name).as_posix()] = (Path(root) / name).read_bytes()
+    for split in _SPLITS:
+        top = split_root / split
+        dirs.append((split_root.relative_to(path) / split).as_posix())
+        for root, dirnames, filenames in os.walk(top, followlinks=True):
+            rel_root = split_root.relative_to(path) / Path(root).relative_to(top.parent)
+            dirs.extend((rel_root / d).as_posix() for d in dirnames)
+            for name in filenames:
+                files[(rel_root / name).as_posix()] = (Path(root) / name).read_bytes()
     return files, dirs
 
 
 def _read_tar(path: Path) -> tuple[dict[str, bytes], list[str]]:
     # Members are read in stream order straight from the archive; nothing touches disk.
+    # Only files under train/ or test/ (optionally below one top folder) are kept in memory.
     files, dirs = {}, []
     try:
         with tarfile.open(path, "r:*") as tar:
@@ -155,7 +182,7 @@ def _read_tar(path: Path) -> tuple[dict[str, bytes], list[str]]:
                 name = member.name.removeprefix("./").rstrip("/")
                 if member.isdir():
                     dirs.append(name)
-                elif member.isfile():
+                elif member.isfile() and set(name.split("/")[:2]) & set(_SPLITS):
                     files[name] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"cannot read archive {path}: {_one_line(exc)}; "

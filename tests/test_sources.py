@@ -1,5 +1,9 @@
+import builtins
+import io
+import os
 import pickle
 import tarfile
+import time
 import urllib.error
 from pathlib import Path
 
@@ -307,4 +311,98 @@ def test_truncated_tarball(tree, tmp_path):
     with pytest.raises(DataError) as excinfo:
         load(tarball, tmp_path)
     check_one_line(excinfo, "data.tar.gz")
+
+
+# ---------------------------------------------------------------------------------------
+# Only train/ and test/ are read, after the layout is checked by name
+
+BIG = 8 << 30  # a sparse 8 GiB file: reading it would take minutes and 8 GiB of memory
+_real_open = io.open
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Paths opened through open()/Path.read_bytes; opening a file named big.* fails at once."""
+    seen = []
+    def guarded(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)):
+            seen.append(Path(file))
+            if Path(file).name.startswith("big."):
+                raise AssertionError(f"{file} was opened")
+        return _real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    monkeypatch.setattr(io, "open", guarded)
+    return seen
+
+
+def make_big(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _real_open(path, "wb") as f:
+        f.truncate(BIG)
+    assert path.stat().st_size == BIG and path.stat().st_blocks * 512 < BIG // 1000
+    return path
+
+
+
+def test_folder_without_splits_fails_at_once_without_reading(tmp_path, opened):
+    # What --data . on a repo gives: a big non-image file, a few folders, a hidden venv.
+    home = tmp_path / "home"
+    make_big(home / "big.img")
+    make_big(home / ".venv" / "lib" / "big.so")
+    for name in ("src", "docs"):
+        (home / name / "train").mkdir(parents=True)
+    start = time.perf_counter()
+    with pytest.raises(DataError) as excinfo:
+        load(home, tmp_path)
+    elapsed = time.perf_counter() - start
+    check_one_line(excinfo, f"{home} holds no train/ and test/ folders", "--data", ".tar.gz")
+    assert elapsed < 2, elapsed
+    assert not [p for p in opened if home in p.parents], opened
+
+
+def test_only_train_and_test_are_read(tmp_path, opened):
+    src = tmp_path / "src"
+    write_tree(src, n_train=2, n_test=1)
+    make_big(src / "big.bin")
+    make_big(src / "notes" / "big.txt")
+    reference = tmp_path / "reference"
+    write_tree(reference, n_train=2, n_test=1)
+    d = load(src, tmp_path, val_size=0)
+    assert_same_data(d, load(reference, tmp_path, val_size=0))
+    read = {p.relative_to(src).parts[0] for p in opened if src in p.parents}
+    assert read == {"train", "test"}
+
+
+def test_single_wrapping_folder_missing_a_split_names_it(tmp_path):
+    write_tree(tmp_path / "outer" / "inner", n_train=1, n_test=1)
+    for f in sorted((tmp_path / "outer/inner/test").rglob("*"), reverse=True):
+        f.unlink() if f.is_file() else f.rmdir()
+    (tmp_path / "outer/inner/test").rmdir()
+    with pytest.raises(DataError) as excinfo:
+        load(tmp_path / "outer", tmp_path)
+    check_one_line(excinfo, f"no test/ folder in {tmp_path / 'outer' / 'inner'}")
+
+
+def test_tarball_members_outside_the_splits_are_not_extracted(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    write_tree(src, n_train=2, n_test=1)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "blob.bin").write_bytes(b"x" * 1000)
+    tarball = tmp_path / "data.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(tmp_path / "junk", arcname="cifar10/junk")
+        for split in ("train", "test"):
+            tar.add(src / split, arcname=f"cifar10/{split}")
+    extracted = []
+    real_extract = tarfile.TarFile.extractfile
+
+    def tracked(self, member):
+        extracted.append(member.name)
+        return real_extract(self, member)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", tracked)
+    d = load(tarball, tmp_path, val_size=0)
+    assert len(d.train_labels) == 6 and len(d.test_labels) == 3
+    assert len(extracted) == 9 and not [n for n in extracted if "junk" in n]
 
