@@ -1,21 +1,123 @@
-"""``python -m benchmarks.curves record|simulate``: record learning curves once, replay searches on them."""
+"""``python -m benchmarks.curves record|simulate``: record learning curves once, replay searches on them.
+
+``simulate`` runs every arm for every seed, budget and worker count on the recorded table
+(``protocol.py``) and writes ``OUT/results.json``, ``OUT/<budget>-w<W>.html`` (the figure, with
+plotly.min.js beside it) and a Markdown table per setting on stdout.
+
+Example::
+
+    python -m benchmarks.curves simulate --table benchmarks/curves/scratch-resnet20.csv \\
+        --seeds 20 --budgets 30 150 --workers 2 8 --out runs/curves-sim
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
 
-from benchmarks.curves import record
+from benchmarks.curves import protocol, record
+from benchmarks.curves.table import read_table
+
+
+def load_space(table, space_name: str):
+    """The recorded space, narrowed to the table's categorical values that a --choices fixed (arch)."""
+    import spaces
+    from spaces.asks import fit_recipe, inspect_space, narrow_space
+
+    fn = spaces.get_space(space_name)
+    info = inspect_space(fn, space_name)
+    archs = sorted({r["arch"] for r in table.rows})
+    space, narrowed = narrow_space(fn, info, {"arch": archs}, name=space_name)
+    narrowed_info = inspect_space(space, space_name)
+    recipe = fit_recipe(spaces.get_recipe(space_name), info, narrowed)
+    return space, recipe, narrowed_info.distributions
+
+
+def _run(spec, table_path, space_name, max_t):
+    arm, seed, budget, workers = spec
+    table = read_table(table_path)
+    curves = [c for c in table.curves() if len(c.val_acc) == max_t or c.diverged]
+    space, recipe, distributions = load_space(table, space_name)
+    return protocol.run_one(protocol.arm_from_text(arm), curves, space, recipe, distributions, seed=seed,
+                            budget=budget, max_t=max_t, workers=workers)
+
+
+def markdown(summary: dict) -> str:
+    lines = ["| arm | trials | final regret (mean ± s.e.) | final rank | reaches random_fifo's final at | "
+             "p (Wilcoxon / sign) at 25% | 50% | 100% |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for arm, r in summary["arms"].items():
+        reach = f"{r['reach_ratio']:.2f}×" if r.get("reach_ratio") is not None else "never"
+        tests = " | ".join(
+            f"{t['wilcoxon']['p']:.3g} / {t['sign']['p']:.3g} ({'+' if t['mean_diff'] < 0 else '−'})"
+            for t in r.get("tests", {}).values())
+        lines.append(f"| {arm} | {r['trials']:.0f} | {r['final_regret']:.4f} ± {r['final_regret_se']:.4f} | "
+                     f"{r['final_rank']:.2f} | {reach} | {tests} |")
+    return "\n".join(lines)
+
+
+def simulate_cmd(args: argparse.Namespace) -> int:
+    from benchmarks.anytime_plot import write_figure
+    from benchmarks.curves.figure import protocol_figure
+
+    table = read_table(args.table)
+    max_t = max(r["epoch"] for r in table.rows)
+    specs = [(a, s, b, w) for b in args.budgets for w in args.workers for a in args.arms for s in range(args.seeds)]
+    for a in args.arms:
+        protocol.arm_from_text(a)  # bad arm names fail before anything runs
+    start = time.perf_counter()
+    fn = partial(_run, table_path=args.table, space_name=args.space, max_t=max_t)
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            runs = list(pool.map(fn, specs))
+    else:
+        runs = [fn(s) for s in specs]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"table": str(args.table), "table_header": table.header, "configs": len(table.curves()),
+               "max_t": max_t, "seconds": time.perf_counter() - start, "settings": {}}
+    for b in args.budgets:
+        for w in args.workers:
+            key = f"budget{b}-w{w}"
+            summary = protocol.summarise([r for r in runs if r["budget"] == b and r["workers"] == w], b, max_t)
+            results["settings"][key] = summary
+            fig = protocol_figure(summary, f"{key}: {len(table.curves())} recorded configs, {args.seeds} seeds "
+                                           "(CIFAR-10 JPEG-75 copy)")
+            write_figure(fig, out / f"{key}.html")
+            print(f"\n### {key} ({b} full evaluations = {b * max_t} trial-epochs, W = {w}, {args.seeds} seeds)\n")
+            print(markdown(summary))
+            print(f"\nnearest recorded config: {json.dumps(summary['nearest'])}")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    if args.runs_json:
+        Path(args.runs_json).write_text(json.dumps(runs))
+    print(f"\n{len(runs)} searches in {results['seconds']:.0f} s -> {out}/results.json")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.curves", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.curves", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     record.add_args(sub.add_parser("record", help="train configs of a space and save their curves"))
+    sim = sub.add_parser("simulate", help="replay searches on a recorded table")
+    sim.add_argument("--table", default="benchmarks/curves/scratch-resnet20.csv")
+    sim.add_argument("--space", default="scratch")
+    sim.add_argument("--arms", nargs="+", default=protocol.DEFAULT_ARMS,
+                     help=f"arm names ({', '.join(protocol.ARMS)}) or NAME:field=value,...")
+    sim.add_argument("--seeds", type=int, default=20)
+    sim.add_argument("--budgets", type=int, nargs="+", default=[30, 150], help="full evaluations (x max_t epochs)")
+    sim.add_argument("--workers", type=int, nargs="+", default=[2, 8])
+    sim.add_argument("--jobs", type=int, default=1, help="simulations in parallel processes")
+    sim.add_argument("--out", default="runs/curves-sim")
+    sim.add_argument("--runs-json", default=None, help="also write every run's trace here")
     args = parser.parse_args(argv)
     if args.command == "record":
         return record.record(args)
-    return 2
+    return simulate_cmd(args)
 
 
 if __name__ == "__main__":

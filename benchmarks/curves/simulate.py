@@ -1,0 +1,177 @@
+"""Replay searches on recorded learning curves: the shipped searcher and scheduler, a simulated clock.
+
+A discrete-event loop in the manner of Syne Tune's ``SimulatorBackend``: W workers, each
+running one trial; a trial's epochs take the wall seconds recorded for its config, and the
+next event is always the earliest epoch end. The searcher and the scheduler are the objects a
+real search builds (``PruneAwareOptunaSearch`` and ``PersistentASHA``, made by the same
+factories as ``search.tuner``), called through the interfaces Ray Tune calls, in Tune's order:
+
+- a new trial: ``searcher.suggest(trial_id)``, then ``scheduler.on_trial_add``;
+- each epoch's result: ``scheduler.on_trial_result`` first; only if it says CONTINUE,
+  ``searcher.on_trial_result``;
+- a trial that ASHA stopped, or that ran ``max_t`` epochs: ``scheduler.on_trial_complete``
+  then ``searcher.on_trial_complete`` with the last result (Tune's ``stop_trial``).
+
+Tune keeps at most one trial suggested ahead of the free workers for a custom searcher (its
+``_get_max_pending_trials``), or none when ``max_concurrent_trials`` wraps the searcher in a
+``ConcurrencyLimiter``; ``lookahead`` is that number, so TPE sees exactly as many pending
+trials as in a real run.
+
+A config that is not in the table gets the curve of its nearest recorded config
+(``NearestCurve``): categorical parameters matched first, then the distance in the space
+normalised to [0, 1] per parameter, on a log scale for log-sampled floats (Syne Tune's
+``add_surrogate`` with a 1-nearest-neighbour model).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+import optuna
+from ray.tune.schedulers import TrialScheduler
+
+from benchmarks.curves.table import Curve
+
+
+class NearestCurve:
+    """The recorded curve nearest to a config: fewest categorical mismatches, then the normalised distance."""
+
+    def __init__(self, curves: list[Curve], distributions: dict) -> None:
+        self.curves = curves
+        self.distributions = distributions
+        self._points = [self._coords(c.params) for c in curves]
+
+    def _coords(self, params: dict) -> tuple[dict, dict]:
+        cats, nums = {}, {}
+        for name, d in self.distributions.items():
+            if name not in params:
+                continue
+            v = params[name]
+            if isinstance(d, optuna.distributions.CategoricalDistribution):
+                cats[name] = str(v)
+            else:
+                lo, hi, x = float(d.low), float(d.high), float(v)
+                if getattr(d, "log", False):
+                    lo, hi, x = math.log(lo), math.log(hi), math.log(x)
+                nums[name] = (x - lo) / (hi - lo) if hi > lo else 0.0
+        return cats, nums
+
+    def lookup(self, params: dict) -> tuple[Curve, int, float]:
+        """(curve, categorical mismatches, normalised euclidean distance of the numeric parameters)."""
+        cats, nums = self._coords(params)
+        best = None
+        for curve, (c_cats, c_nums) in zip(self.curves, self._points):
+            mismatch = sum(c_cats.get(k) != v for k, v in cats.items())
+            dist = math.sqrt(sum((c_nums.get(k, 0.5) - v) ** 2 for k, v in nums.items()))
+            key = (mismatch, dist)
+            if best is None or key < best[0]:
+                best = (key, curve)
+        (mismatch, dist), curve = best
+        return curve, mismatch, dist
+
+
+@dataclass
+class SimTrial:
+    """What ASHA reads of a Tune trial: its id."""
+
+    trial_id: str
+    params: dict = field(default_factory=dict)
+    curve: Curve | None = None
+    epochs: int = 0
+    started: float = 0.0
+    mismatch: int = 0
+    distance: float = 0.0
+    stopped: str = ""  # "asha", "max_t", "diverged", or "budget" (cut by the trial-epoch budget)
+
+
+@dataclass
+class SimResult:
+    trials: list[SimTrial]
+    # One point per epoch result, in simulated-time order: (trial-epochs spent, seconds, incumbent)
+    # where the incumbent is the best final val_acc of the trials that ran all max_t epochs (None before).
+    trace: list[tuple[int, float, float | None]]
+
+
+def _result(trial: SimTrial, epoch: int) -> dict:
+    acc = trial.curve.val_acc[epoch - 1]
+    diverged = trial.curve.diverged and epoch == len(trial.curve.val_acc)
+    return {"val_acc": acc, "training_iteration": epoch, "time_total_s": sum(trial.curve.seconds[:epoch]),
+            "done": False, **({"diverged": True} if diverged else {})}
+
+
+def simulate(searcher, scheduler, lookup: NearestCurve, *, num_samples: int, max_t: int, workers: int,
+             budget_epochs: int | None = None, max_concurrent: int | None = None) -> SimResult:
+    """Run one search on recorded curves; stop at ``num_samples`` trials or ``budget_epochs`` trial-epochs.
+
+    ``max_concurrent`` is ``TuneConfig.max_concurrent_trials``: None keeps one trial suggested
+    ahead of the free workers, as Tune does for a custom searcher; N allows N live trials,
+    running or pending (Tune's ConcurrencyLimiter).
+    """
+    max_pending, live_limit = (1, None) if max_concurrent is None else (max_concurrent, max_concurrent)
+    clock = 0.0
+    spent = 0
+    incumbent = None
+    trials: list[SimTrial] = []
+    pending: list[SimTrial] = []  # suggested, waiting for a worker
+    running: list[tuple[float, int, SimTrial]] = []  # heap of (time of its next epoch end, tiebreak, trial)
+    trace: list[tuple[int, float, float | None]] = []
+    finished = False  # the searcher or num_samples has no more trials
+
+    def start(trial: SimTrial) -> None:
+        trial.started = clock
+        heapq.heappush(running, (clock + trial.curve.seconds[0], int(trial.trial_id), trial))
+
+    def add_trial() -> None:
+        nonlocal finished
+        trial = SimTrial(trial_id=f"{len(trials):05d}")
+        config = searcher.suggest(trial.trial_id)
+        if config is None or config == "FINISHED":
+            finished = True
+            return
+        trial.params = dict(config)
+        trial.curve, trial.mismatch, trial.distance = lookup.lookup(trial.params)
+        trials.append(trial)
+        if scheduler is not None:
+            scheduler.on_trial_add(None, trial)
+        pending.append(trial)
+
+    def fill() -> None:
+        # One pass of Tune's loop: start pending trials on free workers, and suggest new ones
+        # while fewer than max_pending wait and the live limit allows.
+        while True:
+            while pending and len(running) < workers:
+                start(pending.pop(0))
+            live = len(pending) + len(running)
+            if finished or len(trials) >= num_samples or len(pending) >= max_pending or (
+                    live_limit is not None and live >= live_limit):
+                return
+            add_trial()
+
+    fill()
+    while running:
+        clock, _, trial = heapq.heappop(running)
+        trial.epochs += 1
+        spent += 1
+        result = _result(trial, trial.epochs)
+        decision = TrialScheduler.CONTINUE if scheduler is None else scheduler.on_trial_result(None, trial, result)
+        if decision == TrialScheduler.CONTINUE:
+            searcher.on_trial_result(trial.trial_id, result)
+        returned = trial.epochs >= min(max_t, len(trial.curve.val_acc))  # the trainable ran out of epochs
+        over_budget = budget_epochs is not None and spent >= budget_epochs
+        if decision == TrialScheduler.CONTINUE and not returned and not over_budget:
+            heapq.heappush(running, (clock + trial.curve.seconds[trial.epochs], int(trial.trial_id), trial))
+        else:
+            trial.stopped = ("diverged" if result.get("diverged") else "max_t" if trial.epochs >= max_t
+                             else "asha" if decision == TrialScheduler.STOP else "budget")
+            if scheduler is not None:
+                scheduler.on_trial_complete(None, trial, result)
+            searcher.on_trial_complete(trial.trial_id, result=result)
+            if trial.stopped == "max_t" and (incumbent is None or result["val_acc"] > incumbent):
+                incumbent = result["val_acc"]
+        trace.append((spent, clock, incumbent))
+        if over_budget:
+            break
+        fill()
+    return SimResult(trials, trace)

@@ -1,0 +1,195 @@
+"""The search-quality instrument: the table, the statistics, the simulator, and its equivalence with Ray Tune."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from benchmarks.curves import protocol, stats
+from benchmarks.curves.simulate import NearestCurve, simulate
+from benchmarks.curves.table import RECORD_COLUMNS, Curve, read_table
+
+# --- statistics on hand-made numbers ------------------------------------------------------
+
+A = [0.1, 0.3, 0.2, 0.5, 0.05, 0.4, 0.35, 0.2, 0.15, 0.6, 0.3, 0.1]
+B = [0.2, 0.3, 0.4, 0.45, 0.25, 0.5, 0.5, 0.1, 0.3, 0.7, 0.45, 0.3]
+
+
+def test_regret_is_normalised_by_the_tables_best_and_worst():
+    assert stats.normalised_regret(0.8, best=0.8, worst=0.2) == 0.0
+    assert stats.normalised_regret(0.5, best=0.8, worst=0.2) == pytest.approx(0.5)
+    assert stats.normalised_regret(None, best=0.8, worst=0.2) == 1.0
+
+
+def test_ranks_share_ties_and_step_function_holds_its_last_value():
+    assert stats.ranks([3, 1, 3, 2]) == [3.5, 1.0, 3.5, 2.0]
+    assert stats.step_at([2, 5], [0.7, 0.3], [1, 2, 4, 5, 9], before=1.0) == [1.0, 0.7, 0.7, 0.3, 0.3]
+    assert stats.first_reach([1, 2, 3], [0.9, 0.5, 0.2], 0.5) == 2
+    assert stats.first_reach([1, 2, 3], [0.9, 0.5, 0.2], 0.1) is None
+    m, se = stats.mean_se([1.0, 2.0, 3.0, 4.0])
+    assert m == 2.5 and se == pytest.approx(math.sqrt(5 / 3 / 4))
+
+
+def test_sign_test_is_the_exact_binomial():
+    r = stats.sign_test(A, B)
+    assert (r["wins"], r["losses"], r["ties"]) == (9, 2, 1)
+    assert r["p"] == pytest.approx(0.0654296875)  # scipy.stats.binomtest(2, 11).pvalue
+
+
+def test_wilcoxon_matches_scipy_normal_approximation():
+    r = stats.wilcoxon(A, B)
+    # scipy.stats.wilcoxon(A, B, zero_method="wilcox", correction=True, method="approx")
+    assert r["n"] == 11 and r["w_plus"] == 5.5
+    assert r["p"] == pytest.approx(0.0161569312611813, rel=1e-9)
+
+
+def test_asha_budget_arithmetic():
+    assert protocol.asha_rungs(2, 3, 12) == [2, 6, 12]
+    assert protocol.asha_expected_epochs(2, 3, 12) == pytest.approx(2 + 4 / 3 + 6 / 9)
+    assert protocol.num_trials(protocol.ARMS["random_fifo"], 30, 12) == 30
+    assert protocol.num_trials(protocol.ARMS["tpe_asha"], 30, 12) == 90
+
+
+def test_summary_ranks_and_tests_on_hand_made_runs():
+    runs = []
+    for seed in range(4):
+        # The baseline reaches regret 0.5 at the end; "good" reaches 0.1 at half the budget.
+        runs.append({"arm": "random_fifo", "seed": seed, "epochs": [10, 20], "seconds": [5.0, 10.0],
+                     "regret": [1.0, 0.5], "trials": [{"mismatch": 0, "distance": 0.0}]})
+        runs.append({"arm": "good", "seed": seed, "epochs": [10, 20], "seconds": [5.0, 10.0],
+                     "regret": [0.1, 0.1], "trials": [{"mismatch": 1, "distance": 0.3}]})
+    s = protocol.summarise(runs, budget=2, max_t=10)
+    good, base = s["arms"]["good"], s["arms"]["random_fifo"]
+    assert good["final_regret"] == pytest.approx(0.1) and base["final_regret"] == pytest.approx(0.5)
+    assert good["final_rank"] == 1.0 and base["final_rank"] == 2.0
+    assert good["reach_ratio"] == 0.5 and base["reach_ratio"] == 1.0
+    assert good["tests"]["1.0"]["sign"] == {"wins": 4, "losses": 0, "ties": 0, "p": 0.125}
+    assert s["nearest"]["exact_categoricals"] == 0.5 and s["nearest"]["far"] == 0.5
+
+
+# --- the table and the nearest neighbour --------------------------------------------------
+
+
+def test_table_round_trip(tmp_path):
+    path = tmp_path / "t.csv"
+    rows = ["# made by hand", ",".join(RECORD_COLUMNS)]
+    for epoch, acc in ((1, 0.3), (2, 0.5)):
+        rows.append(f"7,resnet20,0.1,0.0005,128,cosine,sgd,0.0,crop_flip,{epoch},{acc},1.0,1.0,2.5,ok")
+    path.write_text("\n".join(rows) + "\n")
+    table = read_table(path)
+    assert table.header == ["made by hand"]
+    (curve,) = table.curves()
+    assert curve.config_id == 7 and curve.params["batch_size"] == 128 and curve.params["lr"] == 0.1
+    assert curve.val_acc == [0.3, 0.5] and curve.seconds == [2.5, 2.5] and not curve.diverged
+
+
+DISTS = {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True),
+         "batch_size": optuna.distributions.CategoricalDistribution([32, 64])}
+
+
+def test_nearest_curve_matches_categoricals_first_then_log_distance():
+    near_lr_other_bs = Curve(0, {"lr": 0.1, "batch_size": 64})
+    far_lr_same_bs = Curve(1, {"lr": 0.001, "batch_size": 32})
+    close_in_log = Curve(2, {"lr": 0.5, "batch_size": 32})
+    nn = NearestCurve([near_lr_other_bs, far_lr_same_bs, close_in_log], DISTS)
+    curve, mismatch, dist = nn.lookup({"lr": 0.1, "batch_size": 32})
+    # 0.1 is 1/3 of the log range from 1.0 (ln 10 / ln 1000) and 2/3 from 0.001: curve 2 wins.
+    assert curve.config_id == 2 and mismatch == 0
+    assert dist == pytest.approx(math.log(5) / math.log(1000))
+
+
+# --- the simulator -------------------------------------------------------------------------
+
+def _table():
+    """Eight configs over a small space: lr decides the final accuracy, batch 64 learns slower."""
+    curves = []
+    for i, lr in enumerate([0.002, 0.005, 0.01, 0.03, 0.08, 0.2, 0.5, 0.9]):
+        for bs in (32, 64):
+            peak = 0.9 - 0.5 * abs(math.log10(lr) - math.log10(0.08))
+            acc = [round(peak * (1 - 0.6 ** e) * (0.8 if bs == 64 and e < 3 else 1.0), 4) for e in range(1, 5)]
+            curves.append(Curve(2 * i + (bs == 64), {"lr": lr, "batch_size": bs}, acc, [1.0 + 0.25 * (bs == 32)] * 4))
+    return curves
+
+
+def space(trial):
+    trial.suggest_float("lr", 1e-3, 1.0, log=True)
+    trial.suggest_categorical("batch_size", [32, 64])
+
+
+def _search(tmp_path, name, seed=0):
+    (tmp_path / name).mkdir()
+    arm = protocol.Arm("t", grace_period=1, reduction_factor=2, startup="3")
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / name}.db")
+    searcher, scheduler = protocol.build_search(arm, space, {"lr": 0.08, "batch_size": 32}, seed, 8, 4,
+                                                tmp_path / name, storage=storage)
+    return searcher, scheduler, storage
+
+
+class _FifoSearcher:
+    """A searcher that hands out a fixed list of configs, for clock tests."""
+
+    def __init__(self, configs):
+        self.configs, self.told = list(configs), []
+
+    def suggest(self, trial_id):
+        return self.configs.pop(0) if self.configs else None
+
+    def on_trial_result(self, trial_id, result):
+        pass
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.told.append((trial_id, result["training_iteration"]))
+
+
+def test_simulator_clock_with_two_workers_and_a_budget():
+    curves = [Curve(0, {"lr": 0.01, "batch_size": 32}, [0.1, 0.2], [1.0, 1.0]),
+              Curve(1, {"lr": 0.1, "batch_size": 32}, [0.3, 0.6], [3.0, 3.0]),
+              Curve(2, {"lr": 0.9, "batch_size": 32}, [0.2, 0.4], [1.0, 1.0])]
+    searcher = _FifoSearcher([c.params for c in curves])
+    result = simulate(searcher, None, NearestCurve(curves, DISTS), num_samples=3, max_t=2, workers=2)
+    # Trial 0 ends at t=2 and trial 2 takes its worker (t=2..4); trial 1 ends at t=6.
+    assert result.trace == [(1, 1.0, None), (2, 2.0, 0.2), (3, 3.0, 0.2), (4, 3.0, 0.2), (5, 4.0, 0.4),
+                            (6, 6.0, 0.6)]
+    assert searcher.told == [("00000", 2), ("00002", 2), ("00001", 2)]
+    cut = simulate(_FifoSearcher([c.params for c in curves]), None, NearestCurve(curves, DISTS), num_samples=3,
+                   max_t=2, workers=2, budget_epochs=3)
+    assert cut.trace[-1][0] == 3 and [t.stopped for t in cut.trials] == ["max_t", "budget", ""]
+
+
+@pytest.mark.slow
+def test_simulator_makes_the_same_decisions_as_ray_tune(tmp_path):
+    """A real Tune run (max_concurrent=1, a trainable that reports the recorded curve) and the
+    simulator with W=1 propose the same configs and stop the same trials at the same epochs."""
+    ray = pytest.importorskip("ray")
+    from ray import tune
+
+    curves = _table()
+    lookup = NearestCurve(curves, DISTS)
+
+    def trainable(config):
+        curve, _, _ = lookup.lookup(config)
+        for acc in curve.val_acc:
+            tune.report({"val_acc": acc})
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        searcher, scheduler, storage = _search(tmp_path, "tune")
+        tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=8,
+                                                          max_concurrent_trials=1),
+                   run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), verbose=0)).fit()
+    finally:
+        ray.shutdown()
+    sim_searcher, sim_scheduler, sim_storage = _search(tmp_path, "sim")
+    simulate(sim_searcher, sim_scheduler, lookup, num_samples=8, max_t=4, workers=1, max_concurrent=1)
+
+    def decisions(storage):
+        (study,) = optuna.get_all_study_summaries(storage)
+        trials = optuna.load_study(study_name=study.study_name, storage=storage).trials
+        return [(t.params, t.state.name, sorted(t.intermediate_values)) for t in trials]
+
+    real, simulated = decisions(storage), decisions(sim_storage)
+    assert len(real) == 8
+    assert {s for _, s, _ in real} == {"COMPLETE", "PRUNED"}  # ASHA stopped some, others ran to the end
+    assert real == simulated
