@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -68,19 +69,48 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
-def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet weights for ``arch``: its cache, or a download when online."""
+def imagenet_weights_file(arch: str) -> tuple[str, Path]:
+    """The URL of torchvision's ImageNet weights for ``arch`` and the torch hub cache file for it."""
     import torchvision.models as tvm
 
-    weights = getattr(tvm, TORCHVISION_WEIGHTS[arch]).IMAGENET1K_V1
-    try:
-        return weights.get_state_dict(progress=False, check_hash=True)
-    except OSError as e:  # URLError and socket errors are OSErrors
-        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        raise WeightsError(
-            f"cannot fetch torchvision's ImageNet weights for {arch} ({e.__class__.__name__}; offline?): "
-            f"put {weights.url} in {cache.parent}, or pass a torchvision state-dict file with --weights PATH"
-        ) from e
+    url = getattr(tvm, TORCHVISION_WEIGHTS[arch]).IMAGENET1K_V1.url
+    return url, Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def imagenet_state_dicts(archs: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+    """torchvision's ImageNet weights for each of ``archs``: the torch hub cache, or a download when online.
+
+    A failed download raises one WeightsError naming every file still missing, the cache folder and
+    ``--weights PATH``. The files are fetched here rather than by torch.hub, which prints a
+    "Downloading" line before it finds out that it is offline, and would fail one file per run.
+    """
+    files = {arch: imagenet_weights_file(arch) for arch in archs}
+    missing = [arch for arch, (_, cache) in files.items() if not cache.is_file()]
+    for i, arch in enumerate(missing):
+        url, cache = files[arch]
+        hash_prefix = torch.hub.HASH_REGEX.search(cache.name)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            # A byte-count bar only once connected, and only for a person watching.
+            torch.hub.download_url_to_file(url, str(cache), hash_prefix and hash_prefix.group(1),
+                                           progress=sys.stderr.isatty())
+        except OSError as e:  # URLError and socket errors are OSErrors
+            left = missing[i:]
+            urls = ", ".join(files[a][0] for a in left)
+            raise WeightsError(
+                f"cannot fetch torchvision's ImageNet weights for {', '.join(left)} ({e.__class__.__name__}; "
+                f"offline?): put {urls} in {cache.parent}, or pass a torchvision state-dict file "
+                f"(or, for a search, a folder of them) with --weights PATH"
+            ) from e
+        except RuntimeError as e:  # download_url_to_file's hash check; the partial file is removed
+            raise WeightsError(f"the download of {url} is damaged ({str(e).splitlines()[0]}); try again, "
+                               "or pass a torchvision state-dict file with --weights PATH") from e
+    return {arch: load_state_dict_file(cache) for arch, (_, cache) in files.items()}
+
+
+def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights for ``arch``: its cache, or a download when online."""
+    return imagenet_state_dicts([arch])[arch]
 
 
 # Weights already in memory, by (arch, label): a search loads them once on its driver and ships

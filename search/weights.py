@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import spaces
-from model.build import TORCHVISION_WEIGHTS, WeightsError, imagenet_state_dict, load_pretrained, load_state_dict_file
+from model.build import TORCHVISION_WEIGHTS, WeightsError, imagenet_state_dicts, load_pretrained, load_state_dict_file
 from model.resnet import get_builder
 
 from .cli import SearchError
@@ -31,8 +31,9 @@ def resolve_weights(space: str, weights: str | None, archs: list[str]) -> dict[s
     weights = weights or "imagenet"
     archs = [a for a in archs if a in TORCHVISION_WEIGHTS]
     if weights == "imagenet":
-        # Raises WeightsError with the cache folder and --weights PATH when offline.
-        return _keep_loadable({arch: ("imagenet", imagenet_state_dict(arch)) for arch in archs}, weights, archs)
+        # Offline, one WeightsError names every missing file, the cache folder and --weights PATH.
+        states = imagenet_state_dicts(archs)
+        return _keep_loadable({arch: ("imagenet", state) for arch, state in states.items()}, weights, archs)
     path = Path(weights).expanduser().resolve()
     if path.is_dir():
         candidates = {arch: sorted(path.glob(f"{arch}*.pth")) + sorted(path.glob(f"{arch}*.pt")) for arch in archs}

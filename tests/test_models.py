@@ -76,6 +76,7 @@ def test_imagenet_weights_offline_says_how_to_pass_a_file(monkeypatch, tmp_path)
         raise OSError("no network")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(WeightsError, match="--weights PATH"):
         build_model("resnet18", weights="imagenet")
 
