@@ -17,6 +17,19 @@ AUGMENT_CHOICES = ["none", "crop_flip", "crop_flip_cutout", "trivialaugment"]
 SCRATCH_RECIPE = {"arch": "resnet20", "lr": 0.1, "weight_decay": 1e-4, "batch_size": 128, "schedule": "step", "optimizer": "sgd",
                   "label_smoothing": 0.0, "augment": "crop_flip"}
 
+# Short budgets (spaces/budget.py): one-cycle with Nesterov momentum, the schedule of
+# super-convergence (Smith & Topin 2019) and of Li, Yumer & Ramanan's budgeted training (ICLR 2020),
+# at the paper's lr per batch 128 and the weight decay airbench and most short CIFAR recipes use
+# (5e-4); the second adds label smoothing at twice the lr. Both were recorded first in
+# benchmarks/curves/scratch-resnet20.csv (12 epochs, 2,000 images: 0.508 and 0.506 against the
+# paper recipe's 0.419).
+SHORT_RECIPES = [
+    {"arch": "resnet20", "lr": 0.1, "weight_decay": 5e-4, "batch_size": 128, "schedule": "onecycle",
+     "optimizer": "nesterov", "label_smoothing": 0.0, "augment": "crop_flip"},
+    {"arch": "resnet20", "lr": 0.2, "weight_decay": 5e-4, "batch_size": 128, "schedule": "onecycle",
+     "optimizer": "nesterov", "label_smoothing": 0.1, "augment": "crop_flip"},
+]
+
 # A standard full fine-tune, after Kornblith, Shlens & Le, "Do Better ImageNet Models Transfer
 # Better?" (CVPR 2019), section 3: SGD with momentum 0.9 on every layer (nothing frozen), a
 # small learning rate (0.01 at batch 128) and weight decay 1e-4, the usual crop + flip. Our

@@ -36,10 +36,9 @@ from pathlib import Path
 
 from benchmarks.curves.table import PARAM_COLUMNS, RECORD_COLUMNS, read_table
 
-# Recipes recorded before the random sample, so the simulator replays them exactly.
-# The ResNet paper's setting (spaces/definitions.py SCRATCH_RECIPE) and short-budget candidates:
-# one-cycle with Nesterov, the schedule of super-convergence (Smith & Topin 2019) and of the
-# budgeted-training results (Li, Yumer & Ramanan, ICLR 2020), at a few learning rates.
+# Recorded after the space's own recipe, so that the simulator replays them exactly: the
+# short-budget recipes (spaces/definitions.py SHORT_RECIPES), the first at batch 64, and a
+# cosine one without augmentation.
 EXTRA_RECIPES = [
     {"lr": 0.1, "weight_decay": 5e-4, "batch_size": 128, "schedule": "onecycle", "optimizer": "nesterov",
      "label_smoothing": 0.0, "augment": "crop_flip"},

@@ -1,0 +1,122 @@
+"""What a budget can afford: the recipes and choices a space keeps at a given ``--max-epochs`` and data size.
+
+A space is written for the long runs its literature uses (the ResNet paper trains 164 epochs).
+A search of 4 epochs on 10,000 images that spends most trials on a step schedule, batch 512 or
+TrivialAugment wastes them: those only pay off over long runs. Each rule below is a function
+of the budget, not of one benchmark, and names its evidence. The plan is recorded in
+``search.json`` and the report; ``--full-space`` turns every rule off, and a parameter the user
+narrowed with ``--choices`` is left as the user chose it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .definitions import FINETUNE_RECIPE, SCRATCH_RECIPE, SHORT_RECIPES
+
+# He et al. 2016, section 4.2: 64k iterations at batch 128, i.e. 8.2M images seen (164 epochs of 45k).
+PAPER_IMAGES = 64_000 * 128
+# A run needs enough optimizer steps for any schedule to warm up and decay: the step schedule's
+# milestones and one-cycle's 30% warm-up each take a share of them. Goyal et al. 2017 ("Accurate,
+# Large Minibatch SGD") scale batch only with a matching number of iterations; 150 steps is the
+# fewest at which a 4-epoch, batch-256 run on 10,000 images still trains (the hand-written arm of
+# issue 18 searched batch 64-256 there and reached 0.69).
+MIN_STEPS = 150
+# The step schedule divides the lr at 50% and 75% of the run. Li, Yumer & Ramanan ("Budgeted
+# Training", ICLR 2020, Table 1 and Fig. 3) find linear and one-cycle-like decays beat it at every
+# budget below the full one, increasingly so at 25% and less of it.
+STEP_SCHEDULE_MIN_FRACTION = 0.25
+# Policy augmentation (TrivialAugment: Mueller & Hutter 2021, 200+ epochs; RandAugment: Cubuk et
+# al. 2020, 200 epochs) regularises: it only pays once a model has seen each image many times.
+# airbench's short CIFAR-10 runs (10-20 epochs) use flip and translate alone.
+POLICY_AUGMENT_MIN_EPOCHS = 30
+# At half the paper's budget or more, the paper's own recipe is the first config to evaluate.
+PAPER_RECIPE_MIN_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one trial can spend: epochs, and the training images each epoch sees."""
+
+    max_epochs: int
+    train_images: int
+
+    @property
+    def images_seen(self) -> int:
+        return self.max_epochs * self.train_images
+
+    @property
+    def paper_fraction(self) -> float:
+        return self.images_seen / PAPER_IMAGES
+
+
+@dataclass
+class BudgetPlan:
+    """The budget's narrowing of a space, the recipes it evaluates first, and why."""
+
+    choices: dict[str, list] = field(default_factory=dict)  # categorical -> the choices kept
+    recipes: list[dict] = field(default_factory=list)  # evaluated first, in order
+    reasons: list[str] = field(default_factory=list)  # one line per rule that changed something
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _keep(plan: BudgetPlan, name: str, choices: list, kept: list, reason: str) -> None:
+    if kept and kept != choices:
+        plan.choices[name] = kept
+        dropped = ", ".join(str(c) for c in choices if c not in kept)
+        plan.reasons.append(f"{name}: dropped {dropped} ({reason})")
+
+
+def _common_rules(plan: BudgetPlan, categorical: dict, budget: Budget, fixed: set) -> None:
+    if "batch_size" in categorical and "batch_size" not in fixed:
+        choices = categorical["batch_size"]
+        kept = [b for b in choices if budget.images_seen / b >= MIN_STEPS] or [min(choices)]
+        _keep(plan, "batch_size", choices, kept, f"fewer than {MIN_STEPS} optimizer steps in "
+                                                 f"{budget.max_epochs} epochs of {budget.train_images:,} images")
+    if "augment" in categorical and "augment" not in fixed and budget.max_epochs < POLICY_AUGMENT_MIN_EPOCHS:
+        choices = categorical["augment"]
+        kept = [a for a in choices if a not in ("trivialaugment", "randaugment")]
+        _keep(plan, "augment", choices, kept, f"policy augmentation pays off only past "
+                                              f"{POLICY_AUGMENT_MIN_EPOCHS} epochs")
+
+
+def _fits(recipe: dict, plan: BudgetPlan) -> bool:
+    return all(recipe.get(k, v[0]) in v for k, v in plan.choices.items())
+
+
+def scratch_plan(categorical: dict, budget: Budget, fixed: set) -> BudgetPlan:
+    plan = BudgetPlan()
+    _common_rules(plan, categorical, budget, fixed)
+    if "schedule" in categorical and "schedule" not in fixed and budget.paper_fraction < STEP_SCHEDULE_MIN_FRACTION:
+        choices = categorical["schedule"]
+        _keep(plan, "schedule", choices, [s for s in choices if s != "step"],
+              f"{budget.paper_fraction:.1%} of the paper's budget; below {STEP_SCHEDULE_MIN_FRACTION:.0%} "
+              "linear/one-cycle decays win (Li et al. 2020)")
+    if budget.paper_fraction >= PAPER_RECIPE_MIN_FRACTION:
+        candidates = [SCRATCH_RECIPE, *SHORT_RECIPES]
+    else:
+        candidates = [*SHORT_RECIPES, SCRATCH_RECIPE]
+    plan.recipes = [dict(r) for r in candidates if _fits(r, plan)]
+    return plan
+
+
+def finetune_plan(categorical: dict, budget: Budget, fixed: set) -> BudgetPlan:
+    plan = BudgetPlan()
+    _common_rules(plan, categorical, budget, fixed)
+    plan.recipes = [dict(FINETUNE_RECIPE)] if _fits(FINETUNE_RECIPE, plan) else []
+    return plan
+
+
+PLANS = {"scratch": scratch_plan, "finetune": finetune_plan}
+
+
+def plan_budget(space_name: str, categorical: dict, budget: Budget, fixed: set = frozenset()) -> BudgetPlan | None:
+    """The plan of a registered space for ``budget``; None for spaces without rules (user spaces, smoke).
+
+    ``categorical``: the space's categorical parameters and their choices (``SpaceInfo.categorical``);
+    ``fixed``: parameters the user narrowed with ``--choices``, which no rule touches.
+    """
+    rules = PLANS.get(space_name)
+    return rules(categorical, budget, set(fixed)) if rules else None

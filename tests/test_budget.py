@@ -1,0 +1,50 @@
+"""The budget-aware plans: recipes and choices change with --max-epochs and the data size, as documented."""
+
+from __future__ import annotations
+
+from spaces.budget import MIN_STEPS, PAPER_IMAGES, Budget, plan_budget
+from spaces.definitions import AUGMENT_CHOICES, SCRATCH_RECIPE, SHORT_RECIPES
+
+SCRATCH = {"arch": ["resnet20"], "batch_size": [64, 128, 256, 512], "schedule": ["cosine", "onecycle", "step"],
+           "optimizer": ["sgd", "nesterov"], "augment": AUGMENT_CHOICES}
+
+
+def test_a_short_budget_drops_what_cannot_pay_off_and_starts_from_one_cycle():
+    plan = plan_budget("scratch", SCRATCH, Budget(max_epochs=4, train_images=10_000))
+    # 4 x 10,000 / 512 = 78 steps < 150; 4 x 10,000 / 256 = 156 steps stay.
+    assert plan.choices == {"batch_size": [64, 128, 256], "augment": ["none", "crop_flip", "crop_flip_cutout"],
+                            "schedule": ["cosine", "onecycle"]}
+    assert plan.recipes == SHORT_RECIPES  # the paper's step schedule is not in the narrowed space
+    assert plan.recipes[0]["schedule"] == "onecycle" and plan.recipes[0]["optimizer"] == "nesterov"
+    assert len(plan.reasons) == 3 and any("Li et al. 2020" in r for r in plan.reasons)
+
+
+def test_the_rules_follow_the_budget_not_a_constant():
+    few_images = plan_budget("scratch", SCRATCH, Budget(max_epochs=12, train_images=2_000))
+    assert few_images.choices["batch_size"] == [64, 128]  # 24,000 images / 256 = 94 steps
+    many_images = plan_budget("scratch", SCRATCH, Budget(max_epochs=12, train_images=45_000))
+    assert "batch_size" not in many_images.choices  # 540,000 / 512 = 1,055 steps
+    assert many_images.choices["schedule"] == ["cosine", "onecycle"]
+    thirty = plan_budget("scratch", SCRATCH, Budget(max_epochs=30, train_images=45_000))
+    assert "augment" not in thirty.choices  # TrivialAugment kept from 30 epochs on
+    # The smallest batch always stays, however small the budget.
+    tiny = plan_budget("scratch", SCRATCH, Budget(max_epochs=1, train_images=100))
+    assert tiny.choices["batch_size"] == [64] and 100 / 64 < MIN_STEPS
+
+
+def test_a_long_budget_keeps_the_full_space_and_the_paper_recipe_first():
+    paper = Budget(max_epochs=164, train_images=PAPER_IMAGES // 164 + 1)
+    plan = plan_budget("scratch", SCRATCH, paper)
+    assert plan.choices == {} and plan.reasons == []
+    assert plan.recipes[0] == SCRATCH_RECIPE and plan.recipes[1:] == SHORT_RECIPES
+
+
+def test_parameters_the_user_fixed_are_left_alone():
+    plan = plan_budget("scratch", SCRATCH, Budget(max_epochs=4, train_images=10_000), fixed={"schedule", "augment"})
+    assert set(plan.choices) == {"batch_size"}
+    assert plan.recipes[0] == SHORT_RECIPES[0]
+
+
+def test_spaces_without_rules_have_no_plan():
+    assert plan_budget("smoke", {"arch": ["resnet20"]}, Budget(4, 1000)) is None
+    assert plan_budget("my.py:space", {}, Budget(4, 1000)) is None
