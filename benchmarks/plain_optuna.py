@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> dict:
         "arm": "plain_optuna", "seed": args.seed, "wall_seconds": time.perf_counter() - start,
         "search_seconds": search_seconds, "trials": len(states), "pruned": states.count("PRUNED"),
         "best_val_acc": best.value, "best_params": best.params, "test_acc": test["test_acc"],
+        "images_per_second": sorted(speed)[len(speed) // 2],
         "data": data.describe(),
     }
 
