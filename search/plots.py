@@ -1,10 +1,14 @@
 """The Optuna plots of a search: one HTML file per plot in ``plots/``, with plotly.js beside them (offline)."""
 
+import datetime
+import json
 import math
 import warnings
+from pathlib import Path
 
 import optuna
 import optuna.visualization as vis
+import plotly.graph_objects as go
 import plotly.offline
 from optuna.trial import TrialState
 
@@ -56,6 +60,90 @@ def _importances(study):
     return fig
 
 
+# How a trial ended, as the report and the timeline name it: PRUNED splits into ASHA's stops and
+# the trials that --time-budget cut short (user attr stopped_by=time_budget).
+OUTCOMES = {  # outcome -> timeline colour
+    "COMPLETE": "#1f77b4",
+    "PRUNED by ASHA": "#ff7f0e",
+    "cut by the time budget": "#9467bd",
+    "FAIL": "#d62728",
+    "RUNNING": "#7f7f7f",
+}
+
+
+def outcome(trial):
+    """The trial's state name, with PRUNED split into "PRUNED by ASHA" and "cut by the time budget"."""
+    if trial.state == TrialState.PRUNED:
+        return "cut by the time budget" if trial.user_attrs.get("stopped_by") == "time_budget" else "PRUNED by ASHA"
+    return trial.state.name
+
+
+def tune_intervals(tune_dir):
+    """{Tune trial id: (start, end)} of training, from each trial's ``result.json`` under ``tune_dir``.
+
+    A trial starts when its first epoch did (the first result's timestamp less that epoch's
+    time), not when Optuna proposed it: a queued trial waits for a free slot first.
+    """
+    intervals = {}
+    for path in sorted(Path(tune_dir).glob("*/result.json")) if tune_dir else []:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        try:
+            first, last = json.loads(lines[0]), json.loads(lines[-1])
+            start = first["timestamp"] - first.get("time_this_iter_s", 0.0)
+            intervals[first["trial_id"]] = (datetime.datetime.fromtimestamp(start),
+                                            datetime.datetime.fromtimestamp(last["timestamp"]))
+        except (IndexError, KeyError, TypeError, ValueError):
+            continue  # a trial that never reported, or a file cut off mid-line
+    return intervals
+
+
+def training_interval(trial, intervals=None, now=None):
+    """(start, end, how the start is known) of the trial's training.
+
+    Tune's result timestamps when ``intervals`` has the trial; else the end less the training
+    time the searcher recorded (``wall_seconds``, Tune's ``time_total_s``); else Optuna's own
+    start, which is when the trial was proposed (queued).
+    """
+    ray_id = trial.user_attrs.get("ray_trial_id")
+    if intervals and ray_id in intervals:
+        return (*intervals[ray_id], "first result")
+    end = trial.datetime_complete
+    seconds = trial.user_attrs.get("wall_seconds")
+    if end is not None and seconds is not None:
+        return end - datetime.timedelta(seconds=float(seconds)), end, "training time"
+    return trial.datetime_start, end or now or datetime.datetime.now(), "queued"
+
+
+def plot_timeline(study, tune_dir=None):
+    """When each trial trained, one bar per trial, coloured by how it ended."""
+    intervals = tune_intervals(tune_dir)
+    bars = {name: [] for name in OUTCOMES}
+    for t in study.get_trials(deepcopy=False):
+        if t.datetime_start is None:
+            continue
+        start, end, known = training_interval(t, intervals)
+        bars.setdefault(outcome(t), []).append((t, start, end, known))
+    fig = go.Figure()
+    for name, rows in bars.items():
+        if not rows:
+            continue
+        fig.add_trace(go.Bar(
+            name=name, orientation="h", textposition="none",
+            y=[t.number for t, *_ in rows],
+            base=[start.isoformat() for _, start, _, _ in rows],
+            x=[(end - start).total_seconds() * 1000 for _, start, end, _ in rows],
+            text=[f"trial {t.number}: {name}, {t.user_attrs.get('epochs', len(t.intermediate_values))} epochs<br>"
+                  f"{start:%H:%M:%S} to {end:%H:%M:%S} ({(end - start).total_seconds():.0f} s)"
+                  + ("<br>start: when queued" if known == "queued" else "") for t, start, end, known in rows],
+            hovertemplate="%{text}<extra></extra>",
+            marker={"color": OUTCOMES.get(name, "#7f7f7f")},
+        ))
+    fig.update_xaxes(type="date", title="time")
+    fig.update_yaxes(title="trial", autorange="reversed")
+    fig.update_layout(title="Timeline: when each trial trained", showlegend=True, barmode="overlay")
+    return fig
+
+
 PLOTS = {
     "optimization_history": lambda s: vis.plot_optimization_history(s, target_name=TARGET),
     "param_importances": _importances,
@@ -64,7 +152,7 @@ PLOTS = {
         xaxis_title="epoch", yaxis_title=TARGET
     ),
     "slice": lambda s: vis.plot_slice(s, target_name=TARGET),
-    "timeline": vis.plot_timeline,
+    "timeline": plot_timeline,
 }
 
 
@@ -89,8 +177,11 @@ def split_warm_start(study):
     return own, copy(f"{study.study_name} (warm start)", warm)
 
 
-def make_figures(study):
-    """One plotly figure per entry of PLOTS, or a string saying why it was skipped."""
+def make_figures(study, tune_dir=None):
+    """One plotly figure per entry of PLOTS, or a string saying why it was skipped.
+
+    ``tune_dir``: the Ray experiment folder, whose result files date the timeline's bars.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study, warm = split_warm_start(study)
@@ -98,7 +189,10 @@ def make_figures(study):
     figures = {}
     for name, plot in PLOTS.items():
         reason = _skip_reason(name, trials)
-        figures[name] = reason if reason is not None else plot(study)
+        if reason is not None:
+            figures[name] = reason
+        else:
+            figures[name] = plot(study, tune_dir) if plot is plot_timeline else plot(study)
     if warm is not None and not isinstance(figures["optimization_history"], str):
         figures["optimization_history"] = vis.plot_optimization_history([study, warm], target_name=TARGET)
     return figures

@@ -40,7 +40,7 @@ def progress_callbacks(num_samples: int, max_epochs: int, verbose: bool = False,
 
     With ``verbose`` Tune's own table is wanted instead, and two displays would overwrite each other.
     ``grace_period``/``reduction_factor``: ASHA's, for the estimate (None: every trial runs
-    ``max_epochs``). ``deadline_s``: seconds from now until ``--time-budget`` ends the search.
+    ``max_epochs``). ``deadline_s``: the ``TuneConfig(time_budget_s=...)`` of the run, if any.
     """
     if verbose:
         return []

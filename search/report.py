@@ -20,7 +20,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from .plots import PLOTLY_JS, TARGET, curve, make_figures, write_figures
+from .plots import PLOTLY_JS, TARGET, curve, make_figures, outcome, write_figures
 
 TOP_TRIALS = 10  # rows in the leaderboard
 RETRAIN_COMMAND = "python -m search.retrain {run_dir}"
@@ -52,9 +52,18 @@ def _read_json(path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _tune_dir(run_dir, search):
+    """The Ray experiment folder, when it is on this machine: ``--storage-path``/tune, else ``run_dir/tune``."""
+    storage = ((search or {}).get("args") or {}).get("storage_path")
+    if storage and "://" in storage:
+        return None  # on S3 or similar: the timeline falls back to the study's own times
+    return Path(storage or run_dir) / "tune"
+
+
 def write_plots(run_dir):
     """Write ``run_dir/plots/<name>.html`` for every plot; skipped plots map to a reason."""
-    return write_figures(make_figures(load_study(run_dir)), Path(run_dir) / "plots")
+    tune_dir = _tune_dir(run_dir, _read_json(Path(run_dir) / "search.json"))
+    return write_figures(make_figures(load_study(run_dir), tune_dir), Path(run_dir) / "plots")
 
 
 def leaderboard(study, top=TOP_TRIALS):
@@ -148,10 +157,45 @@ def _table(rows):
     return f'<table class="summary">{cells}</table>'
 
 
+def _budget_note(search, trials):
+    """One sentence saying that --time-budget ended the search, and what it left undone; or None."""
+    if not search or not search.get("time_budget_hit"):
+        return None
+    budget = (search.get("args") or {}).get("time_budget")
+    own = [t for t in trials if t.user_attrs.get("origin") != "warm_start"]
+    cut = sum(outcome(t) == "cut by the time budget" for t in own)
+    never = max((search.get("num_samples") or 0) - len(own), 0)
+    when = _format_time(search.get("finished"))
+    return (f"The time budget (--time-budget {budget}) ended this search{f' at {when}' if when else ''}: "
+            f"{cut} trial{'s were' if cut != 1 else ' was'} cut short (PRUNED, stopped_by=time_budget) and "
+            f"{never} of the {search.get('num_samples')} requested never started.")
+
+
+def _format_time(iso):
+    """``2025-01-01T12:30:00+00:00`` -> ``2025-01-01 12:30:00 UTC``; None stays None."""
+    if not iso:
+        return None
+    when = datetime.datetime.fromisoformat(iso)
+    if when.tzinfo is not None:
+        return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return when.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _shown_config(config, metrics):
+    """The best config as shown: ``amp`` replaced by the precision the retrain actually used."""
+    config = dict(config)
+    if metrics and metrics.get("precision") and "amp" in config:
+        # amp=True only asks for mixed precision; on a CPU (or with --no-amp) the run is fp32.
+        del config["amp"]
+        config["precision"] = metrics["precision"]
+    return config
+
+
 def _summary(run_dir, study, search, best_json, metrics):
     """The summary section: counts, wall time, best trial, retrained test accuracy."""
     trials = study.get_trials(deepcopy=False)
     counts = _counts(trials)
+    outcomes = [outcome(t) for t in trials]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value) if complete else None
     if best_json is not None:
@@ -168,10 +212,20 @@ def _summary(run_dir, study, search, best_json, metrics):
         rows.append(("max epochs per trial", search.get("max_epochs")))
     rows += [
         ("completed", counts["COMPLETE"]),
-        ("pruned (ASHA)", counts["PRUNED"]),
+        ("pruned by ASHA", outcomes.count("PRUNED by ASHA")),
+    ]
+    budget = ((search or {}).get("args") or {}).get("time_budget")
+    if budget or "cut by the time budget" in outcomes:
+        rows.append(("cut by the time budget", outcomes.count("cut by the time budget")))
+    rows += [
         ("failed", counts["FAIL"]),
         ("running (interrupted)", counts["RUNNING"]),
         ("wall time", _format_seconds(_wall_seconds(search, trials))),
+    ]
+    if budget:
+        hit = search.get("time_budget_hit")
+        rows.append(("time budget", f"{budget}: {'ended the search' if hit else 'not reached'}"))
+    rows += [
         ("best trial", best_number if best_number is not None else "none yet"),
         (f"best validation accuracy ({TARGET})",
          f"{best_value:.4f}" if best_value is not None else "none yet"),
@@ -181,8 +235,12 @@ def _summary(run_dir, study, search, best_json, metrics):
         rows.append(("retrain", f"{metrics.get('epochs')} epochs, "
                      f"{_format_seconds(metrics.get('seconds'))}, "
                      f"{metrics.get('images_per_second', 0):,.0f} images/s on "
-                     f"{metrics.get('device')}"))
+                     f"{metrics.get('device')}"
+                     + (f", {metrics['precision']}" if metrics.get("precision") else "")))
     parts = [_table(rows)]
+    note = _budget_note(search, trials)
+    if note:
+        parts.append(f'<p class="note budget">{html.escape(note)}</p>')
     if not metrics and best_number is not None:
         command = RETRAIN_COMMAND.format(run_dir=run_dir)
         parts.append(
@@ -191,29 +249,43 @@ def _summary(run_dir, study, search, best_json, metrics):
         )
     if config:
         parts.append("<h3>Best trial config</h3>")
-        parts.append(f"<pre>{html.escape(json.dumps(config, indent=2, sort_keys=True))}</pre>")
+        shown = _shown_config(config, metrics)
+        parts.append(f"<pre>{html.escape(json.dumps(shown, indent=2, sort_keys=True))}</pre>")
     return "\n".join(parts)
 
 
+# Fits a 1280 px window: the body is at most 1200 px with its padding inside, wide tables and
+# long lines scroll inside their own box, and the plots take the body's width (see _figure_html).
 STYLE = """
-body { font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-.scroll { overflow-x: auto; }
+*, *::before, *::after { box-sizing: border-box; }
+body { font-family: sans-serif; margin: 1em auto; padding: 0 1em; max-width: 1200px; color: #222; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.5em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
 table.summary th { text-align: left; background: #f4f4f4; }
+table.summary td { text-align: left; white-space: normal; }
 .note, .skipped { color: #555; font-style: italic; }
 .warning { border: 1px solid #999; background: #eee; padding: 0.5em 1em; }
-pre { background: #f4f4f4; padding: 0.5em 1em; }
+pre { background: #f4f4f4; padding: 0.5em 1em; overflow-x: auto; max-width: 100%; }
+.plot { width: 100%; overflow-x: auto; }
 """
+
+
+def _figure_html(fig, plot_name):
+    """The figure as a div as wide as the page: Optuna sets fixed widths (300 px per slice subplot)."""
+    fig = fig.update_layout(width=None, autosize=True)
+    div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot-{plot_name}",
+                      default_width="100%", config={"responsive": True})
+    return f'<div class="plot">{div}</div>'
 
 
 def build_report(run_dir):
     """Write the plots and ``run_dir/report.html``; return the report's path."""
     run_dir = Path(run_dir)
     study = load_study(run_dir)
-    figures = make_figures(study)
-    write_figures(figures, run_dir / "plots")
     search = _read_json(run_dir / "search.json")
+    figures = make_figures(study, _tune_dir(run_dir, search))
+    write_figures(figures, run_dir / "plots")
     best_json = _read_json(run_dir / "best" / "config.json")
     metrics = _read_json(run_dir / "best" / "metrics.json")
     counts = _counts(study.get_trials(deepcopy=False))
@@ -246,8 +318,7 @@ def build_report(run_dir):
             body.append(f'<p class="skipped">Skipped: {html.escape(fig)}</p>')
         else:
             body.append(f'<h3><a href="plots/{plot_name}.html">{title}</a></h3>')
-            body.append(fig.to_html(full_html=False, include_plotlyjs=False,
-                                    div_id=f"plot-{plot_name}"))
+            body.append(_figure_html(fig, plot_name))
     # The bundle in plots/ (not a CDN) so the report opens offline; one copy serves every page.
     script = f'<script charset="utf-8" src="plots/{PLOTLY_JS}"></script>'
     page = (

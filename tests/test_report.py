@@ -1,6 +1,8 @@
 """Tests for search.report: plots, report.html, the CLI, and a render in headless Chromium."""
 
 import base64
+import datetime
+import html
 import json
 import os
 import re
@@ -132,7 +134,8 @@ def test_report_summary_numbers(full_run):
     best = json.loads((full_run / "best" / "config.json").read_text())
     metrics = json.loads((full_run / "best" / "metrics.json").read_text())
     assert summary["space"] == "smoke"
-    assert (summary["completed"], summary["pruned (ASHA)"], summary["failed"]) == ("6", "5", "1")
+    assert (summary["completed"], summary["pruned by ASHA"], summary["failed"]) == ("6", "5", "1")
+    assert "cut by the time budget" not in summary  # no --time-budget: no such row
     assert summary["running (interrupted)"] == "0"
     assert summary["best trial"] == str(best["trial"])
     assert summary["best validation accuracy (val_acc)"] == f"{best['val_acc']:.4f}"
@@ -287,3 +290,120 @@ def test_report_renders_in_headless_chromium(full_run, tmp_path):
     coloured = plots[(plots.max(axis=2) - plots.min(axis=2)) > 60]
     assert len(coloured) > 5000
     assert len({tuple(p) for p in coloured}) > 50
+
+
+# ---------------------------------------------------------------------------------------
+# A search that its --time-budget ended: outcomes, timeline, precision
+
+
+QUEUED = datetime.datetime(2025, 1, 1, 12, 0, 0)
+
+
+def _budget_run(run_dir):
+    """A run folder as a budget-ended search leaves it, with trials queued long before they trained.
+
+    Trial 0 COMPLETE, 1 PRUNED by ASHA, 2 FAIL (diverged), 3 cut by the time budget (no training
+    time recorded: its times are in Tune's result.json only); 6 trials requested.
+    """
+    run_dir.mkdir(parents=True)
+    study = optuna.create_study(study_name="scratch", direction="maximize",
+                                storage=f"sqlite:///{run_dir / 'study.db'}")
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)}
+    specs = [  # state, epochs, training seconds, queued->ended seconds, extra attrs
+        (TrialState.COMPLETE, 3, 300.0, 900.0, {}),
+        (TrialState.PRUNED, 1, 100.0, 1000.0, {}),
+        (TrialState.FAIL, 1, 50.0, 1100.0, {"fail_reason": "diverged"}),
+        (TrialState.PRUNED, 2, None, 1200.0, {"stopped_by": "time_budget"}),
+    ]
+    for number, (state, epochs, seconds, ended, attrs) in enumerate(specs):
+        attrs = {"ray_trial_id": f"abc_{number:05d}", "epochs": epochs, **attrs}
+        if seconds is not None:
+            attrs["wall_seconds"] = seconds
+        study.add_trial(optuna.trial.FrozenTrial(
+            number=-1, trial_id=-1, state=state, value=0.5 if state == TrialState.COMPLETE else None,
+            datetime_start=QUEUED, datetime_complete=QUEUED + datetime.timedelta(seconds=ended),
+            params={"lr": 0.1}, distributions=dist, user_attrs=attrs, system_attrs={},
+            intermediate_values={e: 0.1 * e for e in range(1, epochs + 1)}))
+    # Tune's results of trial 3: two epochs of 40 s, the first ending 1100 s after the queueing.
+    first_end = QUEUED.timestamp() + 1100
+    (run_dir / "tune" / "train_trial_abc_00003").mkdir(parents=True)
+    (run_dir / "tune" / "train_trial_abc_00003" / "result.json").write_text("".join(
+        json.dumps({"trial_id": "abc_00003", "training_iteration": e, "timestamp": first_end + 40 * (e - 1),
+                    "time_this_iter_s": 40.0, "val_acc": 0.1 * e}) + "\n" for e in (1, 2)))
+    (run_dir / "search.json").write_text(json.dumps({
+        "space": "scratch", "num_samples": 6, "max_epochs": 3, "wall_seconds": 1205.0,
+        "started": "2025-01-01T12:00:00+00:00", "finished": "2025-01-01T12:20:05+00:00", "time_budget_hit": True,
+        "args": {"time_budget": "20m", "data": "cifar10-jpeg.tar.gz", "storage_path": None}}))
+    (run_dir / "best").mkdir()
+    (run_dir / "best" / "config.json").write_text(json.dumps({
+        "trial": 0, "val_acc": 0.5, "params": {"lr": 0.1},
+        "config": {"arch": "resnet20", "lr": 0.1, "amp": True, "epochs": 3}}))
+    (run_dir / "best" / "metrics.json").write_text(json.dumps({
+        "test_acc": 0.48, "epochs": 3, "seconds": 60.0, "images_per_second": 900.0, "device": "cpu",
+        "precision": "fp32"}))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def budget_run(tmp_path_factory):
+    run_dir = _budget_run(tmp_path_factory.mktemp("budget") / "scratch")
+    report.build_report(run_dir)
+    return run_dir
+
+
+def test_budget_cut_trials_are_not_counted_as_asha_prunes(budget_run):
+    page = (budget_run / "report.html").read_text()
+    summary = _summary_table(page)
+    assert (summary["completed"], summary["pruned by ASHA"], summary["cut by the time budget"],
+            summary["failed"]) == ("1", "1", "1", "1")
+    assert summary["time budget"] == "20m: ended the search"
+    assert ("The time budget (--time-budget 20m) ended this search at 2025-01-01 12:20:05 UTC: 1 trial was "
+            "cut short (PRUNED, stopped_by=time_budget) and 2 of the 6 requested never started.") in page
+
+
+def test_timeline_bars_start_when_training_started_not_when_queued(budget_run):
+    figure = _figures((budget_run / "report.html").read_text())["plot-timeline"]
+    bars = {}
+    for trace in figure["data"]:
+        for number, base, length in zip(_array(trace["y"]), trace["base"], _array(trace["x"])):
+            bars[number] = (trace["name"], datetime.datetime.fromisoformat(base), length / 1000)
+    at = lambda s: QUEUED + datetime.timedelta(seconds=s)  # noqa: E731
+    # The end less the recorded training time, for trials the searcher finished ...
+    assert bars[0] == ("COMPLETE", at(600), 300)
+    assert bars[1] == ("PRUNED by ASHA", at(900), 100)
+    assert bars[2] == ("FAIL", at(1050), 50)
+    # ... and Tune's first result less its epoch time for the trial the budget cut.
+    assert bars[3] == ("cut by the time budget", at(1060), 80)
+
+
+def test_config_shows_the_precision_the_retrain_used(budget_run):
+    page = (budget_run / "report.html").read_text()
+    config = json.loads(html.unescape(re.search(r"<h3>Best trial config</h3>\s*<pre>(.*?)</pre>", page, re.S)[1]))
+    assert config["precision"] == "fp32" and "amp" not in config
+    assert _summary_table(page)["retrain"].endswith("on cpu, fp32")
+
+
+def test_report_fits_a_1280_px_window(full_run, budget_run, tmp_path):
+    """Nothing wider than the window: tables scroll in their box and plots take the page's width."""
+    chromium = _chromium()
+    probe = """<script>setTimeout(function () {
+      var body = document.body.getBoundingClientRect(), style = getComputedStyle(document.body);
+      var inner = body.width - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+      var plots = Array.from(document.querySelectorAll("div[id^=plot-]")).map(function (d) {
+        return d.querySelector(".main-svg").getBoundingClientRect().width; });
+      var boxes = Array.from(document.querySelectorAll(".scroll, pre")).map(function (b) {
+        return b.getBoundingClientRect().right; });
+      document.title = JSON.stringify({page: document.documentElement.scrollWidth, inner: inner,
+                                       plots: plots, boxes: boxes});
+    }, 3000);</script></body>"""
+    for run_dir in (full_run, budget_run):
+        page = (run_dir / "report.html").read_text()
+        (run_dir / "probe.html").write_text(page.replace("</body>", probe))
+        proc = _headless(chromium, tmp_path, "--window-size=1280,2400", "--dump-dom",
+                         (run_dir / "probe.html").as_uri())
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        sizes = json.loads(html.unescape(re.search(r"<title>(.*?)</title>", proc.stdout, re.S)[1]))
+        assert sizes["page"] <= 1280, sizes
+        assert max(sizes["boxes"]) <= 1280, sizes
+        assert len(sizes["plots"]) == len(_figures(page)) >= 5, sizes
+        assert all(abs(w - sizes["inner"]) <= 2 for w in sizes["plots"]), sizes
