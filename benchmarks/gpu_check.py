@@ -101,8 +101,9 @@ def _tensors(obj):
 
 def check_throughput(args, data_path) -> tuple[list, dict]:
     from benchmarks import throughput as tp
-    from model.data import AUGMENTATIONS
-    from model.train import RunConfig, configure_threads
+    from model.config import RunConfig
+    from model.device import configure_threads
+    from model.loader import AUGMENTATIONS
 
     flags = ["--device", "cuda", "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup",
              str(args.warmup), "--workers", str(args.workers), "--images", str(args.images)]
@@ -186,9 +187,12 @@ def worker(args) -> int:
 
     from benchmarks.throughput import endless
     from model.build import build_model
-    from model.data import DeviceLoader, synthetic_cifar10
-    from model.device import grad_scaler, precision
-    from model.train import RunConfig, build_optimizer, build_scheduler, configure_threads, train_one_epoch
+    from model.config import RunConfig
+    from model.data import synthetic_cifar10
+    from model.device import configure_threads, grad_scaler, precision
+    from model.loader import DeviceLoader
+    from model.optim import build_optimizer, build_scheduler
+    from model.train import train_one_epoch
 
     configure_threads(1)
     device = torch.device("cuda")

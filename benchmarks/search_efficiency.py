@@ -53,7 +53,9 @@ import search.run as search_run
 import spaces
 from benchmarks.anytime import CurvePoint, anytime_curve, final_best, first_reach, mean_sd, read_events
 from benchmarks.anytime_plot import anytime_figure, screenshot, write_figure
-from model.train import add_data_args, load_data, versions, write_json
+from model.checkpoint import versions, write_json
+from model.config import DataConfig
+from model.flags import DefaultsHelpFormatter, add_config_args, config_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "random_fifo"  # the arm whose final best is the target, unless --baseline says otherwise
@@ -94,21 +96,15 @@ def run_dir(root: Path, arm: str, seed: int) -> Path:
     return root / arm / f"seed{seed}"
 
 
-def search_supports(flag: str) -> bool:
-    """Whether ``python -m search.run`` has ``flag`` (read from its --help)."""
-    return flag in search_run.get_args_parser().format_help()
-
-
 def common_flags(args: argparse.Namespace) -> list[str]:
     """The search.run flags every arm and seed share."""
     flags = [
         "--space", args.space, "--data", args.data, "--val-size", str(args.val_size),
         "--num-samples", str(args.num_samples), "--max-epochs", str(args.max_epochs),
         "--grace-period", str(args.grace_period), "--reduction-factor", f"{args.reduction_factor:g}",
-        "--cpus-per-trial", f"{args.cpus_per_trial:g}", "--no-retrain", "--no-report",
+        "--cpus-per-trial", f"{args.cpus_per_trial:g}", "--split-seed", str(args.split_seed), "--no-retrain",
+        "--no-report",
     ]
-    if args.split_seed_supported:
-        flags += ["--split-seed", str(args.split_seed)]
     if args.train_subset is not None:
         flags += ["--train-subset", str(args.train_subset)]
     if args.download:
@@ -343,7 +339,7 @@ def parse_list(text: str) -> list[str]:
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.search_efficiency", description=__doc__.split("\n\n")[0],
-                                add_help=add_help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                add_help=add_help, formatter_class=DefaultsHelpFormatter)
     # The defaults fit 4 arms x 3 seeds into about 90 minutes on a 2-core CPU, two 1-thread
     # trials at once. Measured on one core: a resnet20 epoch (~2.9 ms per training image,
     # ~1.5 s per 1000 validation images) takes 3.9 s on 1000 + 1000 images; 4.7 s assumed with
@@ -353,8 +349,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     # 2 x ((216 x 4.7 + 24 x 4) / 2 + 25) + 2 x ((93 x 4.7 + 24 x 4) / 2 + 25) s ~ 29 min.
     p.add_argument("--space", default="scratch",
                    help=f"search space: {', '.join(spaces.list_spaces())}, or a user space (file.py:fn)")
-    add_data_args(p)
-    p.set_defaults(val_size=1000, train_subset=1000)
+    add_config_args(p, DataConfig, defaults={"val_size": 1000, "train_subset": 1000})
     p.add_argument("--choices", action="append", default=None, metavar="NAME=V1,V2",
                    help="passed on to search.run (repeatable); None: "
                         + "; ".join(f"{k}: {' '.join(v)}" for k, v in DEFAULT_CHOICES.items()))
@@ -418,7 +413,6 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     unknown = [a for a in [*args.arms, args.baseline] if a not in arm_flags]
     if unknown:
         raise BenchmarkError(f"--arms: unknown {', '.join(unknown)}; the arms are {', '.join(arm_flags)}")
-    args.split_seed_supported = search_supports("--split-seed")
     return args
 
 
@@ -437,9 +431,6 @@ def _main(args: argparse.Namespace) -> int:
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not args.split_seed_supported:
-        print("note: search.run has no --split-seed yet; its --seed also picks the validation split, so each seed "
-              "has its own split (shared by every arm at that seed)", file=sys.stderr)
     root = Path(args.out)
     print(f"{settings_line(args)}\narms: {', '.join(args.arms)}; out: {root}")
     to_run = [(arm, seed, argv) for arm, seed, argv, reuse in plan if not reuse]
@@ -456,7 +447,7 @@ def _main(args: argparse.Namespace) -> int:
     if to_run:
         # Decode the data into the cache once, so the first run's wall time does not pay for it.
         try:
-            load_data(args, seed=args.split_seed)
+            DataConfig(**config_kwargs(args, DataConfig)).load_data(seed=args.split_seed)
         except ValueError as e:  # DataError: one line that says what to do
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -565,7 +556,6 @@ def collect(args: argparse.Namespace, root: Path) -> dict | None:
         "settings": settings_line(args),
         "args": {k: v for k, v in vars(args).items() if k != "arm_flags"},
         "arm_flags": {arm: args.arm_flags[arm] for arm in runs},
-        "split_seed_passed": args.split_seed_supported,
         "versions": versions(),
         "summary": summary,
         "runs": runs,

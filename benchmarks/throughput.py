@@ -20,14 +20,14 @@ Each mode trains a fresh model for ``--warmup`` steps, then is timed over ``--st
 
 ``--loader-only`` times the ``DeviceLoader`` alone instead: ``--epochs`` epochs over ``--images`` images for each
 of ``--augments``, with no model. ``--baseline-loader FILE`` also times the ``DeviceLoader`` of another copy of
-``model/data.py`` (say, the last commit's), interleaved with ours, so both see the same load on the machine.
+``model/loader.py`` (say, the last commit's), interleaved with ours, so both see the same load on the machine.
 
 Example::
 
     python -m benchmarks.throughput --arch resnet20 --batch-size 256 --device cpu --steps 20 --warmup 5 --repeats 3
-    git show HEAD:model/data.py > /tmp/old_data.py
+    git show HEAD:model/loader.py > /tmp/old_loader.py
     python -m benchmarks.throughput --loader-only --device cpu --threads 2 --augments crop_flip trivialaugment \
-        randaugment --baseline-loader /tmp/old_data.py --repeats 5
+        randaugment --baseline-loader /tmp/old_loader.py --repeats 5
     python -m benchmarks.throughput --device cuda --steps 300 --warmup 50 --images 51200 \\
         --data ../shared/data/cifar10-jpeg.tar.gz --json runs/bench-throughput.json
 """
@@ -52,9 +52,13 @@ from PIL import Image
 from torch import nn
 
 from model.build import build_model
-from model.data import AUGMENTATIONS, CIFAR10Data, DeviceLoader, load_cifar10, synthetic_cifar10
-from model.train import (RunConfig, available_cpus, build_optimizer, build_scheduler, configure_threads,
-                         resolve_device, train_one_epoch, versions, write_json)
+from model.checkpoint import versions, write_json
+from model.config import RunConfig
+from model.data import CIFAR10Data, load_cifar10, synthetic_cifar10
+from model.device import available_cpus, configure_threads, grad_scaler, precision, resolve_device
+from model.loader import AUGMENTATIONS, DeviceLoader
+from model.optim import build_optimizer, build_scheduler
+from model.train import train_one_epoch
 
 MODES = ("baseline", "baseline+cl", "ours", "model-only")
 
@@ -157,10 +161,11 @@ def measure(mode: str, args, cfg: RunConfig, data: CIFAR10Data, images: torch.Te
         else:
             # A few distinct batches, made once: nothing but the model step is left to time.
             stream = itertools.cycle(list(itertools.islice(iter(device_loader), 4)))
+        scaler = grad_scaler(precision(device, cfg.amp))  # fp16 (T4, V100): one loss scaler per run, as in fit
 
         def run(n: int) -> None:
             result = train_one_epoch(model, criterion, optimizer, scheduler, itertools.islice(stream, n), device,
-                                     amp=cfg.amp)
+                                     amp=cfg.amp, scaler=scaler)
             if not result["finite"]:
                 raise RuntimeError(f"{mode}: the loss went non-finite; the timing would not be of a real run")
 
@@ -175,13 +180,20 @@ def measure(mode: str, args, cfg: RunConfig, data: CIFAR10Data, images: torch.Te
 
 
 def load_baseline_loader(path: str) -> type:
-    """``DeviceLoader`` from a standalone copy of a data module (``git show REV:model/data.py > FILE``)."""
-    spec = importlib.util.spec_from_file_location("baseline_data", path)
+    """``DeviceLoader`` from another copy of the module that defines it (``git show REV:model/loader.py > FILE``).
+
+    The copy is loaded as a module of the ``model`` package, so that its relative imports
+    (``from .augment import ...``) find this checkout's modules; a self-contained older
+    ``model/data.py`` (before 8e068c5's split) loads as well.
+    """
+    spec = importlib.util.spec_from_file_location("model._baseline_loader", path)
     if spec is None or not Path(path).is_file():
         raise ValueError(f"--baseline-loader {path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
+    if not hasattr(module, "DeviceLoader"):
+        raise ValueError(f"--baseline-loader {path} defines no DeviceLoader (pass a copy of model/loader.py)")
     return module.DeviceLoader
 
 

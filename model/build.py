@@ -25,7 +25,7 @@ class WeightsError(RuntimeError):
 def build_model(
     arch: str,
     num_classes: int = 10,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike | dict[str, torch.Tensor] | None = None,
     frozen_stages: int = 0,
     stem: str | None = None,
     **kwargs,
@@ -33,8 +33,8 @@ def build_model(
     """Build ``arch`` for ``num_classes`` classes.
 
     ``weights``: ``None`` (random init), ``"imagenet"`` (torchvision's ImageNet weights, from
-    its cache or downloaded when online) or the path of a torchvision-format state-dict file.
-    The 1000-class ImageNet classifier is replaced by a fresh ``num_classes`` one.
+    its cache or downloaded when online), the path of a torchvision-format state-dict file, or
+    such a state dict already in memory (a search ships it to its trials). The 1000-class ImageNet classifier is replaced by a fresh ``num_classes`` one.
     ``stem`` defaults to ``"imagenet"`` with pretrained weights (their 7x7 conv1 needs it) and
     ``"cifar"`` otherwise; the CIFAR ResNets (resnet20...110) only have the CIFAR stem.
     ``frozen_stages=k`` freezes the stem and stages 1..k (0 trains everything).
@@ -113,22 +113,10 @@ def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
     return imagenet_state_dicts([arch])[arch]
 
 
-# Weights already in memory, by (arch, label): a search loads them once on its driver and ships
-# the tensors to the trials, whose nodes may have neither the file nor torchvision's cache.
-_PRELOADED: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
-
-
-def preload_weights(arch: str, label: str, state: dict[str, torch.Tensor]) -> None:
-    """Make ``build_model(arch, weights=label)`` use ``state`` instead of reading ``label``."""
-    _PRELOADED[(arch, str(label))] = state
-
-
 def load_pretrained(model: ResNet, arch: str, weights: str | os.PathLike | dict) -> None:
     """Load ``weights`` ("imagenet", a state-dict file, or a state dict) into ``model``, less the classifier."""
     if isinstance(weights, dict):
         state = weights
-    elif (arch, str(weights)) in _PRELOADED:
-        state = _PRELOADED[(arch, str(weights))]
     else:
         state = imagenet_state_dict(arch) if str(weights) == "imagenet" else load_state_dict_file(weights)
     # The pretrained classifier has ImageNet's classes; ours is new.

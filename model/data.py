@@ -3,6 +3,8 @@ and a learnable synthetic stand-in for tests.
 
 Example::
 
+    from model.loader import DeviceLoader
+
     data = load_cifar10("../shared/data/cifar10-jpeg.tar.gz", val_size=5000, seed=0)
     loader = DeviceLoader(data.train_images, data.train_labels, batch_size=256,
                           mean=data.mean, std=data.std, device="cuda", train=True,
@@ -11,12 +13,11 @@ Example::
         ...
 
 Sources and their cache live in model.sources, the loader in model.loader and the
-augmentations in model.augment; their public names are re-exported here.
+augmentations in model.augment; the data flags are ``model.config.DataConfig``.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,16 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import batch_crop_flip, batch_cutout_
-from .loader import AUGMENTATIONS, DeviceLoader
-from .sources import (CIFAR10_CLASSES, DataError, default_cache_dir, default_data_root,
-                      read_source)
-
-__all__ = [
-    "AUGMENTATIONS", "CIFAR10_CLASSES", "CIFAR10Data", "DataError", "DeviceLoader",
-    "batch_crop_flip", "batch_cutout_", "default_cache_dir", "default_data_root",
-    "load_cifar10", "synthetic_cifar10",
-]
+from .sources import CIFAR10_CLASSES, DataError, default_data_root, read_source
 
 
 @dataclass
@@ -211,27 +203,3 @@ def synthetic_cifar10(num_train=2000, num_test=500, *, num_classes=10, val_size=
                f"num_classes={num_classes},seed={seed},noise={noise}")
     return _make_data(train_x, train_y, test_x, test_y, classes, "synthetic", content,
                       val_size=val_size, train_subset=None, seed=seed)
-
-
-# ---------------------------------------------------------------------------------------
-# Command-line flags, shared by model.train and search.run
-
-
-def add_data_args(parser: argparse.ArgumentParser) -> None:
-    """The data flags, shared with the search CLI."""
-    parser.add_argument("--data", default=None,
-                        help="CIFAR-10 source: a torchvision root (holding cifar-10-batches-py), or a directory or "
-                             ".tar.gz of train/<class>/*, test/<class>/* images (default: $RESNET_HPO_DATA or "
-                             "~/.cache/resnet-hpo/cifar10, where torchvision downloads CIFAR-10 if it is missing)")
-    parser.add_argument("--download", action="store_true",
-                        help="download CIFAR-10 with torchvision into --data if it is not there (needs internet; "
-                             "implied without --data)")
-    parser.add_argument("--val-size", type=int, default=5000,
-                        help="stratified validation images held out of the training set (default: %(default)s)")
-    parser.add_argument("--train-subset", type=int, default=None,
-                        help="train on a stratified subset of N images, for quick runs (None: all)")
-
-
-def load_data(args: argparse.Namespace, seed: int = 0) -> CIFAR10Data:
-    return load_cifar10(args.data, val_size=args.val_size, train_subset=args.train_subset, seed=seed,
-                        download=args.download)

@@ -22,23 +22,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .build import WeightsError, build_model
-from .checkpoint import (CHECKPOINT_NAME, CheckpointError, find_checkpoint, load_checkpoint, restore_checkpoint,
-                         rng_state, save_checkpoint, save_model, set_rng_state, versions, write_json)
-from .config import OPTIMIZERS, SCHEDULES, RunConfig, check_choice
-from .data import AUGMENTATIONS, CIFAR10Data, DataError, DeviceLoader, add_data_args, load_cifar10, load_data
-from .device import (autocast, available_cpus, configure_threads, epoch_seed, grad_scaler, precision, resolve_device,
-                     seed_everything, seed_torch, synchronize)
-from .optim import build_optimizer, build_scheduler, lr_factor
-from .resnet import ResNet, list_models
-
-# Names that moved to model.config, .checkpoint, .device and .optim stay importable from here.
-__all__ = [
-    "CHECKPOINT_NAME", "OPTIMIZERS", "SCHEDULES", "CheckpointError", "FitResult", "RunConfig", "add_data_args",
-    "autocast", "available_cpus", "build_optimizer", "build_scheduler", "check_choice", "configure_threads",
-    "evaluate", "evaluate_test", "find_checkpoint", "fit", "get_args_parser", "load_checkpoint", "load_data",
-    "lr_factor", "main", "precision", "resolve_device", "rng_state", "save_checkpoint", "set_rng_state",
-    "train_one_epoch", "versions", "write_json",
-]
+from .checkpoint import (CHECKPOINT_NAME, find_checkpoint, load_checkpoint, restore_checkpoint, save_checkpoint,
+                         save_model, versions, write_json)
+from .config import DataConfig, RunConfig
+from .data import CIFAR10Data
+from .device import (autocast, configure_threads, epoch_seed, grad_scaler, precision, resolve_device, seed_everything,
+                     seed_torch, synchronize)
+from .flags import DefaultsHelpFormatter, add_config_args, config_kwargs
+from .loader import DeviceLoader
+from .optim import build_optimizer, build_scheduler
+from .resnet import ResNet
+from .sources import DataError
 
 
 @dataclass
@@ -176,6 +170,7 @@ def fit(
     resume_from: str | os.PathLike | None = None,
     train_on_val: bool = False,
     progress: bool = False,
+    pretrained: dict[str, torch.Tensor] | None = None,
 ) -> FitResult:
     """Train ``cfg`` on ``data``; the one training loop of this project.
 
@@ -186,14 +181,16 @@ def fit(
     ``resume_from`` (a checkpoint file or a directory holding one) continues exactly where it
     left off, on any device. ``train_on_val`` trains on train + validation (the retrain of the
     best config) and then has no validation metrics. A non-finite loss ends the run with
-    status "diverged".
+    status "diverged". ``pretrained`` is the state dict of ``cfg.weights`` when the caller has
+    already loaded it (a search loads it once on its driver, and the trials' nodes may lack the file).
     """
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         configure_threads(cfg.threads)
     arithmetic = precision(device, cfg.amp)
     seed_everything(cfg.seed, device)
-    model = build_model(cfg.arch, num_classes=len(data.classes), weights=cfg.weights, frozen_stages=cfg.frozen_stages)
+    weights = pretrained if pretrained is not None and cfg.weights is not None else cfg.weights
+    model = build_model(cfg.arch, num_classes=len(data.classes), weights=weights, frozen_stages=cfg.frozen_stages)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -280,52 +277,19 @@ def evaluate_test(model: ResNet, cfg: RunConfig, data: CIFAR10Data) -> dict:
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    d = RunConfig()
     p = argparse.ArgumentParser(prog="python -m model.train", description="Train one ResNet on CIFAR-10",
-                                add_help=add_help,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_data_args(p)
+                                add_help=add_help, formatter_class=DefaultsHelpFormatter)
+    add_config_args(p, DataConfig)
     p.add_argument("--out", default=None,
                    help="output directory: config.json, metrics.json, model.pt, checkpoint.pt (default: runs/ARCH)")
-    p.add_argument("--arch", default=d.arch, help=f"architecture: {', '.join(list_models())}")
-    p.add_argument("--weights", default=d.weights, help="pretrained weights: 'imagenet' or a torchvision state-dict file")
-    p.add_argument("--frozen-stages", type=int, default=d.frozen_stages,
-                   help="freeze the stem and stages 1..K (0: train all; 4 on resnet18/34/50: linear probe)")
-    p.add_argument("--input-size", type=int, default=d.input_size, help="resize images on the device to this size")
-    p.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    p.add_argument("--backbone-lr-mult", type=float, default=d.backbone_lr_mult,
-                   help="backbone lr = lr * this (fine-tuning)")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--schedule", default=d.schedule, choices=SCHEDULES)
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--augment", default=d.augment, choices=AUGMENTATIONS)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (0: all available)")
-    p.add_argument("--no-amp", action="store_true",
-                   help="fp32 on CUDA too (default: bf16 autocast; fp16 + loss scaling below compute capability 8.0)")
-    p.add_argument("--no-channels-last", action="store_true", help="keep the NCHW memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="epochs between checkpoints")
+    add_config_args(p, RunConfig)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--test", action="store_true", help="evaluate the test set once at the end")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    return RunConfig(
-        arch=args.arch, weights=args.weights, frozen_stages=args.frozen_stages, input_size=args.input_size,
-        optimizer=args.optimizer, lr=args.lr, backbone_lr_mult=args.backbone_lr_mult,
-        weight_decay=args.weight_decay, momentum=args.momentum, batch_size=args.batch_size, epochs=args.epochs,
-        schedule=args.schedule, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-        augment=args.augment, seed=args.seed, device=args.device, threads=args.threads, amp=not args.no_amp,
-        channels_last=not args.no_channels_last, compile=args.compile, checkpoint_every=args.checkpoint_every,
-    )
+    return RunConfig(**config_kwargs(args, RunConfig))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -333,7 +297,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
         device = resolve_device(cfg.device)
-        data = load_data(args, seed=cfg.seed)
+        data = DataConfig(**config_kwargs(args, DataConfig)).load_data(seed=cfg.seed)
         resume = find_checkpoint(out) if args.resume else None
         if args.resume and resume is None:
             raise ValueError(f"--resume: no {CHECKPOINT_NAME} in {out}; run without --resume to start afresh")

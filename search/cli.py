@@ -7,7 +7,8 @@ import re
 import socket
 
 import spaces
-from model.data import add_data_args
+from model.config import DataConfig
+from model.flags import add_config_args
 
 
 class SearchError(Exception):
@@ -30,7 +31,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--space", required=True, metavar="SPACE",
                    help=f"search space: {', '.join(spaces.list_spaces())}, {spaces.USER_SPACE_HELP} "
                         "(a define-by-run function of an optuna.Trial suggesting RunConfig fields)")
-    add_data_args(p)
+    add_config_args(p, DataConfig)
     p.add_argument("--out", default=None, help="output folder (default: runs/SPACE)")
     p.add_argument("--num-samples", type=int, default=32, help="trials in total (a resumed search counts old ones)")
     p.add_argument("--max-epochs", type=int, default=30,

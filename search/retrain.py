@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from model import ResNet, build_model
-from model.build import preload_weights
 from model.checkpoint import save_model, write_json
 from model.config import RunConfig
-from model.data import CIFAR10Data, DataError, load_cifar10
+from model.data import CIFAR10Data, load_cifar10
+from model.sources import DataError
 from model.device import resolve_device
 from model.train import evaluate_test, fit
 
@@ -60,10 +60,9 @@ def retrain(best: dict, data: CIFAR10Data, out: Path, epochs: int | None = None,
         config["compile"] = compile
     config.update(device=device, threads=threads)
     cfg = RunConfig.from_dict(config)
-    if cfg.weights is not None and cfg.arch in (pretrained or {}):
-        preload_weights(cfg.arch, cfg.weights, pretrained[cfg.arch])
+    state = (pretrained or {}).get(cfg.arch) if cfg.weights is not None else None
     t0 = time.perf_counter()
-    result = fit(cfg, data, train_on_val=True)
+    result = fit(cfg, data, train_on_val=True, pretrained=state)
     seconds = time.perf_counter() - t0
     if result.status != "completed":
         raise RuntimeError(f"the retrain {result.status} after {result.epochs} epochs")

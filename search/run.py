@@ -32,7 +32,9 @@ import optuna
 import spaces
 from model.build import WeightsError
 from model.checkpoint import write_json
-from model.data import DataError, load_data
+from model.config import DataConfig
+from model.flags import config_kwargs
+from model.sources import DataError
 
 from .cli import SearchError, changed_flags, check_args, get_args_parser, parse_choices, parse_duration
 from .lock import LOCK_NAME, OutLock
@@ -106,7 +108,7 @@ def _search(args: argparse.Namespace, out: Path, storage_path: str, experiment_p
                                           archs_allowed=list(weights) if weights else None, name=args.space)
     recipe = None if args.no_recipe else spaces.fit_recipe(spaces.get_recipe(args.space), info, narrowed)
     split_seed = args.seed if args.split_seed is None else args.split_seed
-    data = load_data(args, seed=split_seed)
+    data = DataConfig(**config_kwargs(args, DataConfig)).load_data(seed=split_seed)
     warm = None
     if args.warm_start and not args.resume:
         from .warm_start import load_warm_trials

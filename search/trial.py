@@ -7,9 +7,9 @@ import tempfile
 import ray
 from ray import tune
 
-from model.build import preload_weights
+from model.config import RunConfig
 from model.data import CIFAR10Data
-from model.train import RunConfig, fit
+from model.train import fit
 
 # Reported every epoch. Selection uses the validation metrics only: trials never see the test set.
 REPORTED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_second")
@@ -36,8 +36,7 @@ def train_trial(config: dict, data: CIFAR10Data, fixed: dict, pretrained: dict |
     may have neither the ``--weights`` file nor torchvision's cache.
     """
     cfg = run_config(config, fixed)
-    if cfg.weights is not None and cfg.arch in (pretrained or {}):
-        preload_weights(cfg.arch, cfg.weights, pretrained[cfg.arch])
+    state = (pretrained or {}).get(cfg.arch) if cfg.weights is not None else None
     if cfg.device == "cpu":
         # Ray starts workers with OMP_NUM_THREADS=1; a trial gets as many threads as CPUs.
         resources = tune.get_context().get_trial_resources().required_resources
@@ -58,6 +57,6 @@ def train_trial(config: dict, data: CIFAR10Data, fixed: dict, pretrained: dict |
 
         if checkpoint is not None:
             with checkpoint.as_directory() as resume_dir:
-                fit(cfg, data, on_epoch, checkpoint_dir=ckpt_dir, resume_from=resume_dir)
+                fit(cfg, data, on_epoch, checkpoint_dir=ckpt_dir, resume_from=resume_dir, pretrained=state)
         else:
-            fit(cfg, data, on_epoch, checkpoint_dir=ckpt_dir)
+            fit(cfg, data, on_epoch, checkpoint_dir=ckpt_dir, pretrained=state)

@@ -43,7 +43,7 @@ class SpaceInfo:
 
 def inspect_space(space, name: str = "space") -> SpaceInfo:
     """What ``space`` asks. Raises ValueError (one line) if it asks a name that is not a RunConfig field."""
-    from model.train import RunConfig
+    from model.config import RunConfig
 
     try:
         trials = sample_space(space, _SAMPLES)

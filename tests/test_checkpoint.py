@@ -10,7 +10,8 @@ import torch
 
 from model.checkpoint import CheckpointError, load_checkpoint, rng_state, set_rng_state
 from model.data import synthetic_cifar10
-from model.train import RunConfig, fit, get_args_parser, main
+from model.config import RunConfig
+from model.train import fit, get_args_parser, main
 from search.retrain import retrain
 
 TINY = dict(arch="resnet20", epochs=2, batch_size=64, lr=0.05, augment="flip", device="cpu", threads=2)

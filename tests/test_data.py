@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.data import CIFAR10_CLASSES, CIFAR10Data, DataError, load_cifar10, synthetic_cifar10
+from model.data import CIFAR10Data, load_cifar10, synthetic_cifar10
+from model.sources import CIFAR10_CLASSES, DataError
 from tests._image_trees import images_as_set, load, write_tree
 
 REAL_TARBALL = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10-jpeg.tar.gz"
@@ -134,12 +135,3 @@ def test_real_cifar10_tarball(tmp_path):
     assert torch.bincount(d.test_labels).tolist() == [1000] * 10
     full = load_cifar10(REAL_TARBALL, cache_dir=tmp_path, val_size=0)
     assert full.mean == pytest.approx((0.4913, 0.4821, 0.4465), abs=1e-3)
-
-
-def test_names_other_modules_import_from_model_data():
-    from model import data, loader, sources
-
-    assert data.DataError is sources.DataError and data.DeviceLoader is loader.DeviceLoader
-    for name in ("AUGMENTATIONS", "CIFAR10_CLASSES", "batch_crop_flip", "batch_cutout_",
-                 "default_cache_dir", "default_data_root"):
-        assert hasattr(data, name), name

@@ -9,7 +9,9 @@ import torch
 from model import build_model
 from model.data import synthetic_cifar10
 from model.device import grad_scaler, precision
-from model.train import RunConfig, build_optimizer, fit
+from model.config import RunConfig
+from model.optim import build_optimizer
+from model.train import fit
 
 TINY = dict(arch="resnet20", epochs=2, batch_size=64, lr=0.05, augment="crop_flip_cutout", device="cpu", threads=2)
 

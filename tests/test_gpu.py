@@ -15,7 +15,9 @@ from model import build_model
 from model.checkpoint import load_checkpoint, restore_checkpoint
 from model.data import synthetic_cifar10
 from model.device import precision
-from model.train import RunConfig, build_optimizer, build_scheduler, fit, get_args_parser, main
+from model.config import RunConfig
+from model.optim import build_optimizer, build_scheduler
+from model.train import fit, get_args_parser, main
 from tests.test_checkpoint import tensors
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -114,7 +116,8 @@ def test_optimizers_are_fused_on_cuda(optimizer):
 CPU_RUN = textwrap.dedent("""
     import os, subprocess, sys, torch
     from model.data import synthetic_cifar10
-    from model.train import RunConfig, fit
+    from model.config import RunConfig
+    from model.train import fit
 
     def gpu_memory_mib():
         try:

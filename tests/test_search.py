@@ -16,7 +16,8 @@ import torch
 
 import spaces
 from model import build_model
-from model.train import RunConfig, evaluate_test
+from model.config import RunConfig
+from model.train import evaluate_test
 from search.retrain import load_best_model, load_search_data
 from search.cli import SearchError, parse_choices
 from search.run import get_args_parser, main

@@ -14,8 +14,8 @@ import torchvision
 from PIL import Image
 
 from model import sources
-from model.data import CIFAR10_CLASSES, DataError, load_cifar10
-from model.sources import default_data_root
+from model.data import load_cifar10
+from model.sources import CIFAR10_CLASSES, DataError, default_data_root
 from tests._image_trees import (N_TEST, N_TRAIN, assert_same_data, check_one_line, load,
                                 make_tarball, write_tree)
 

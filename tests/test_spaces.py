@@ -3,7 +3,7 @@ import pytest
 
 import spaces
 from spaces import sample_space
-from model.train import RunConfig
+from model.config import RunConfig
 from search.trial import run_config
 
 

@@ -7,7 +7,9 @@ import torchvision
 
 from model import build_model
 from model.data import synthetic_cifar10
-from model.train import RunConfig, build_optimizer, fit, get_args_parser, lr_factor, main, evaluate_test
+from model.config import RunConfig
+from model.optim import build_optimizer, lr_factor
+from model.train import evaluate_test, fit, get_args_parser, main
 from tests._data_utils import write_image_folders
 
 # A quick config: resnet20 learns the synthetic classes in two epochs on two CPU cores.
