@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .config import RunConfig
+from .device import cuda_backends
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # 2: RNG states as tensors and numbers, CPU tensors only. 1 (before) pickled numpy objects.
@@ -41,6 +42,15 @@ def to_cpu(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_cpu(v) for v in obj)
     return obj
+
+
+def tensors(obj):
+    """Every tensor in a nest of dicts, lists and tuples."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (dict, list, tuple)):
+        for v in obj.values() if isinstance(obj, dict) else obj:
+            yield from tensors(v)
 
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:
@@ -67,10 +77,14 @@ def write_json(path: Path, obj) -> None:
 
 
 def versions() -> dict:
-    """The versions a run's results depend on, recorded next to them."""
+    """The versions and CUDA settings a run's results depend on, recorded next to them.
+
+    ``cuda_backends`` (cudnn.benchmark, TF32) is None in a process that set up no CUDA device.
+    """
     import torchvision
 
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": torchvision.__version__}
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "cuda": torch.version.cuda, "cuda_backends": cuda_backends()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,11 +166,14 @@ def restore_checkpoint(state: dict, model: nn.Module, optimizer: torch.optim.Opt
     """Load ``state`` (CPU tensors) into a freshly built run on ``device``: (epoch, history)."""
     model.load_state_dict(state["model"])  # copies onto the parameters' device
     # The fused/foreach kernels are this machine's choice (a GPU checkpoint may resume on a CPU),
-    # not the checkpoint's; load_state_dict would take them from the saved param groups.
+    # not the checkpoint's. They must be in the groups before load_state_dict: it places each
+    # state tensor by the groups it loads, and AdamW's ``step`` goes onto the parameter's device
+    # only for a fused group (a CPU checkpoint's unfused step would stay on the CPU, and the
+    # fused CUDA kernel refuses a mix of devices).
     kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
-    optimizer.load_state_dict(state["optimizer"])  # casts the state (momentum buffers) to each parameter's device
-    for group, own in zip(optimizer.param_groups, kernels):
-        group.update(own)
+    saved = state["optimizer"]
+    groups = [{**group, **own} for group, own in zip(saved["param_groups"], kernels)]
+    optimizer.load_state_dict({**saved, "param_groups": groups})
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])

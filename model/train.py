@@ -10,6 +10,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -26,8 +27,8 @@ from .checkpoint import (CHECKPOINT_NAME, find_checkpoint, load_checkpoint, rest
                          save_model, versions, write_json)
 from .config import DataConfig, RunConfig
 from .data import CIFAR10Data
-from .device import (autocast, configure_threads, epoch_seed, grad_scaler, precision, resolve_device, seed_everything,
-                     seed_torch, synchronize)
+from .device import (FiniteCheck, autocast, configure_threads, epoch_seed, grad_scaler, precision, resolve_device,
+                     seed_everything, seed_torch, synchronize)
 from .flags import DefaultsHelpFormatter, add_config_args, config_kwargs
 from .loader import DeviceLoader
 from .optim import build_optimizer, build_scheduler
@@ -67,19 +68,22 @@ def train_one_epoch(
 ) -> dict:
     """One pass over ``loader``; returns train_loss, train_acc, images, seconds, finite.
 
-    ``amp`` trains in ``precision(device, amp)``; fp16 needs the run's ``scaler`` (a caller
-    without one gets a fresh one). Losses and hits are summed on the device and read back only
-    every ``check_every`` steps, which is when a non-finite loss is noticed (so a diverging
-    run stops within a few steps without a host sync per step on a GPU).
+    ``amp`` trains in ``precision(device, amp)``; fp16 needs the run's ``scaler``, made once per
+    run (``grad_scaler``): its loss scale carries over from call to call. Losses and hits are
+    summed on the device and read back once, at the end. Every ``check_every`` steps the sum
+    is checked for a non-finite loss without waiting for the GPU (``FiniteCheck``), so a
+    diverging run stops a few dozen steps in, with no host sync in the loop.
     """
     arithmetic = precision(device, amp)
-    if scaler is None:
-        scaler = grad_scaler(arithmetic)
+    if arithmetic == "fp16" and scaler is None:
+        raise ValueError("fp16 training needs the run's GradScaler: make it once per run with "
+                         "grad_scaler('fp16') and pass it as scaler=, so the loss scale is not reset every call")
     model.train()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     hits = torch.zeros((), device=device, dtype=torch.int64)
     images = 0
     finite = True
+    still_finite = FiniteCheck(device)
     start = time.perf_counter()
     for step, (x, y) in enumerate(loader, 1):
         with autocast(device, arithmetic):
@@ -101,18 +105,18 @@ def train_one_epoch(
         images += y.shape[0]
         if progress is not None:
             progress.update(1)
-        if step % check_every == 0 and not torch.isfinite(loss_sum):
+        if step % check_every == 0 and not still_finite(loss_sum):
             finite = False
             break
     synchronize(device)
     seconds = time.perf_counter() - start
-    finite = finite and bool(torch.isfinite(loss_sum))
+    loss_total, hits_total = torch.stack([loss_sum, hits.double()]).tolist()  # one read-back
     return {
-        "train_loss": loss_sum.item() / max(images, 1),
-        "train_acc": hits.item() / max(images, 1),
+        "train_loss": loss_total / max(images, 1),
+        "train_acc": hits_total / max(images, 1),
         "images": images,
         "seconds": seconds,
-        "finite": finite,
+        "finite": finite and math.isfinite(loss_total),
     }
 
 

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, load_checkpoint, rng_state, set_rng_state
+from model import build_model
+from model.checkpoint import CheckpointError, load_checkpoint, restore_checkpoint, rng_state, set_rng_state, tensors
 from model.data import synthetic_cifar10
 from model.config import RunConfig
+from model.optim import build_optimizer, build_scheduler
 from model.train import fit, get_args_parser, main
 from search.retrain import retrain
 
@@ -21,18 +23,6 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def data():
     return synthetic_cifar10(num_train=600, num_test=100, val_size=100, seed=0)
-
-
-def tensors(obj):
-    """Every tensor in a nest of dicts, lists and tuples."""
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from tensors(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from tensors(v)
 
 
 def assert_safe_cpu_file(path):
@@ -73,6 +63,32 @@ def test_resume_reads_the_checkpoint_onto_the_cpu_whatever_the_run_device(data, 
     assert resumed.status == "completed" and resumed.epochs == 2 and len(resumed.history) == 2
 
 
+@pytest.mark.filterwarnings("ignore:.*copying from a non-meta parameter:UserWarning")
+@pytest.mark.parametrize("optimizer, state_keys", [("adamw", {"step", "exp_avg", "exp_avg_sq"}),
+                                                   ("sgd", {"momentum_buffer"})])
+def test_a_cpu_checkpoint_resumes_with_all_optimizer_state_on_a_gpu_run_device(data, tmp_path, monkeypatch,
+                                                                                 optimizer, state_keys):
+    # A trial moved from a CPU node to a GPU node. The meta device plays the GPU: its parameters
+    # pass for CUDA ones while the optimizer is built, so it is fused, as on CUDA. The fused
+    # kernels refuse state on another device than the parameters', AdamW's step included.
+    cfg = RunConfig(**{**TINY, "optimizer": optimizer, "lr": 1e-3 if optimizer == "adamw" else 0.05})
+    fit(cfg, data, on_epoch=lambda m, c: True, checkpoint_dir=tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert {t.device.type for t in tensors(state["optimizer"])} == {"cpu"}
+    gpu = torch.device("meta")
+    model = build_model(cfg.arch).to(gpu)
+    with monkeypatch.context() as m:
+        m.setattr(torch.Tensor, "is_cuda", property(lambda t: t.device.type in ("cuda", "meta")))
+        opt = build_optimizer(model, cfg)
+    assert all(g["fused"] for g in opt.param_groups)
+    epoch, _ = restore_checkpoint(state, model, opt, build_scheduler(opt, cfg, 10), gpu)
+    assert epoch == 1 and len(opt.state) == sum(1 for p in model.parameters() if p.requires_grad)
+    for param, param_state in opt.state.items():
+        assert param_state.keys() == state_keys
+        assert {k: v.device.type for k, v in param_state.items()} == dict.fromkeys(state_keys, "meta")
+    assert all(g["fused"] for g in opt.param_groups)  # this machine's kernels, not the checkpoint's
+
+
 def test_every_model_and_checkpoint_file_loads_weights_only_with_cpu_tensors(data, image_folder, tmp_path):
     out = tmp_path / "run"
     args = get_args_parser().parse_args([
@@ -83,7 +99,8 @@ def test_every_model_and_checkpoint_file_loads_weights_only_with_cpu_tensors(dat
     model = assert_safe_cpu_file(out / "model.pt")
     checkpoint = assert_safe_cpu_file(out / "checkpoint.pt")  # what fit() writes, for the CLI and the trials
     assert checkpoint["epoch"] == 1 and checkpoint["model"].keys() == model.keys()
-    assert json.loads((out / "config.json").read_text())["precision"] == "fp32"
+    config = json.loads((out / "config.json").read_text())
+    assert config["precision"] == "fp32" and config["versions"]["cuda_backends"] is None  # no CUDA set up
     assert json.loads((out / "metrics.json").read_text())["precision"] == "fp32"
 
     best = {"trial": "t0", "val_acc": 0.5, "config": RunConfig(**{**TINY, "epochs": 1, "compile": True}).to_dict()}

@@ -8,10 +8,13 @@ import torch
 
 from model import build_model
 from model.data import synthetic_cifar10
-from model.device import grad_scaler, precision
+from model import device as model_device
+from model.checkpoint import versions
+from model.device import cuda_backends, grad_scaler, precision, resolve_device
 from model.config import RunConfig
 from model.optim import build_optimizer
 from model.train import fit
+from tests._fake_cuda import kept_cuda_backends
 
 TINY = dict(arch="resnet20", epochs=2, batch_size=64, lr=0.05, augment="crop_flip_cutout", device="cpu", threads=2)
 
@@ -36,6 +39,22 @@ def test_cpu_precision_is_fp32_and_asks_no_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: pytest.fail("asked a GPU"))
     assert precision(torch.device("cpu"), amp=True) == "fp32"
     assert grad_scaler("fp32") is None and grad_scaler("bf16") is None
+
+
+def test_a_cuda_device_turns_cudnn_autotuning_on_and_tf32_off_and_a_cpu_one_leaves_them(monkeypatch):
+    with kept_cuda_backends():
+        model_device._cuda_backends_set = False
+        torch.backends.cudnn.benchmark = False  # torch's default
+        assert resolve_device("cpu").type == "cpu"
+        assert cuda_backends() is None and versions()["cuda_backends"] is None and not torch.backends.cudnn.benchmark
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        assert resolve_device("cuda").type == "cuda"
+        expected = {"cudnn_benchmark": True, "tf32_matmul": False, "tf32_cudnn_conv": False}
+        assert cuda_backends() == expected == versions()["cuda_backends"]
+        if model_device._new_tf32_api():
+            assert torch.backends.cuda.matmul.fp32_precision == torch.backends.cudnn.conv.fp32_precision == "ieee"
+        else:
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])

@@ -1,26 +1,35 @@
-"""On a CUDA device (``pytest -m gpu``): resume, CPU files, bf16 / fp16, fused optimizers, CPU runs off the GPU."""
+"""What the GPU acceptance check runs (``pytest -m gpu``): resume, CPU files, bf16 / fp16, fused optimizers,
+no host sync per step, cuDNN and TF32 settings, CPU runs off the GPU.
 
+Most need a CUDA device and skip without one; those that do not also run in the check's
+dry run on a CPU (``python -m benchmarks.gpu_check --simulate-cpu``).
+"""
+
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from model import build_model
-from model.checkpoint import load_checkpoint, restore_checkpoint
+from model.checkpoint import load_checkpoint, restore_checkpoint, tensors
 from model.data import synthetic_cifar10
 from model.device import precision
+from model.loader import DeviceLoader
 from model.config import RunConfig
 from model.optim import build_optimizer, build_scheduler
-from model.train import fit, get_args_parser, main
-from tests.test_checkpoint import tensors
+from model.train import fit, get_args_parser, main, train_one_epoch
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = pytest.mark.gpu
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 QUICK = dict(arch="resnet20", epochs=3, batch_size=64, lr=0.1, augment="crop_flip_cutout", device="cuda")
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +40,7 @@ def data():
     return synthetic_cifar10(num_train=1200, num_test=300, val_size=300, seed=0)
 
 
+@needs_cuda
 def test_cuda_resume_continues_where_it_stopped(data, tmp_path):
     cfg = RunConfig(**QUICK)
     interrupted = fit(cfg, data, on_epoch=lambda m, c: m["epoch"] >= 2, checkpoint_dir=tmp_path)
@@ -41,6 +51,7 @@ def test_cuda_resume_continues_where_it_stopped(data, tmp_path):
     assert resumed.history[-1]["val_acc"] > 0.5 and next(resumed.model.parameters()).is_cuda
 
 
+@needs_cuda
 def test_restore_puts_the_cpu_checkpoint_on_the_gpu_exactly(data, tmp_path):
     cfg = RunConfig(**{**QUICK, "epochs": 2})
     fit(cfg, data, on_epoch=lambda m, c: True, checkpoint_dir=tmp_path)
@@ -66,6 +77,7 @@ def test_restore_puts_the_cpu_checkpoint_on_the_gpu_exactly(data, tmp_path):
     assert torch.equal(torch.cuda.get_rng_state(device), state["rng"]["cuda"])
 
 
+@needs_cuda
 def test_cuda_cli_run_and_resume_write_cpu_files_that_load_without_a_gpu(image_folder, tmp_path):
     out = tmp_path / "run"
     base = ["--data", str(image_folder), "--val-size", "200", "--out", str(out), "--batch-size", "100",
@@ -74,7 +86,10 @@ def test_cuda_cli_run_and_resume_write_cpu_files_that_load_without_a_gpu(image_f
     assert main(get_args_parser().parse_args(base + ["--epochs", "3", "--resume"])) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 3 and metrics["precision"] == precision("cuda")
-    assert json.loads((out / "config.json").read_text())["precision"] == precision("cuda")
+    config = json.loads((out / "config.json").read_text())
+    assert config["precision"] == precision("cuda")
+    assert config["versions"]["cuda_backends"] == {"cudnn_benchmark": True, "tf32_matmul": False,
+                                                   "tf32_cudnn_conv": False}
     for name in ("model.pt", "checkpoint.pt"):
         state = torch.load(out / name, weights_only=True)  # no map_location: a CUDA tensor would stay one
         assert {t.device.type for t in tensors(state)} == {"cpu"}, name
@@ -85,6 +100,7 @@ def test_cuda_cli_run_and_resume_write_cpu_files_that_load_without_a_gpu(image_f
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
 
 
+@needs_cuda
 def test_precision_is_bf16_from_ampere_on_and_fp16_before(data):
     major, _ = torch.cuda.get_device_capability()
     expected = "bf16" if major >= 8 else "fp16"
@@ -92,6 +108,7 @@ def test_precision_is_bf16_from_ampere_on_and_fp16_before(data):
     assert fit(RunConfig(**{**QUICK, "epochs": 1}), data).precision == expected
 
 
+@needs_cuda
 def test_fp16_with_loss_scaling_trains_checkpoints_and_resumes(data, tmp_path, monkeypatch):
     # Play a T4 (compute capability 7.5): fp16 autocast and a GradScaler, whose state is checkpointed.
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
@@ -104,6 +121,7 @@ def test_fp16_with_loss_scaling_trains_checkpoints_and_resumes(data, tmp_path, m
     assert resumed.status == "completed" and resumed.epochs == 2 and resumed.history[-1]["val_acc"] > 0.3
 
 
+@needs_cuda
 @pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adamw"])
 def test_optimizers_are_fused_on_cuda(optimizer):
     model = build_model("resnet20", frozen_stages=1).cuda()
@@ -111,6 +129,62 @@ def test_optimizers_are_fused_on_cuda(optimizer):
     assert all(g["fused"] for g in opt.param_groups)
     model(torch.randn(8, 3, 32, 32, device="cuda")).sum().backward()
     opt.step()
+
+
+@needs_cuda
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.1), ("adamw", 1e-3)])
+def test_a_checkpoint_written_on_the_cpu_resumes_and_trains_on_cuda(data, tmp_path, optimizer, lr):
+    # A trial that moves from a CPU node to a GPU node: the fused kernels need every state tensor
+    # on the GPU, AdamW's step included (torch issue 104767).
+    on_gpu = RunConfig(**{**QUICK, "epochs": 2, "optimizer": optimizer, "lr": lr})
+    fit(RunConfig(**{**on_gpu.to_dict(), "device": "cpu", "threads": 4}), data, on_epoch=lambda m, c: True,
+        checkpoint_dir=tmp_path)
+    device = torch.device("cuda")
+    model = build_model(on_gpu.arch).to(device, memory_format=torch.channels_last)
+    opt = build_optimizer(model, on_gpu)
+    restore_checkpoint(load_checkpoint(tmp_path / "checkpoint.pt"), model, opt, build_scheduler(opt, on_gpu, 10),
+                       device)
+    assert all(g["fused"] for g in opt.param_groups)
+    assert {t.device.type for t in tensors(opt.state_dict()["state"])} == {"cuda"}
+    resumed = fit(on_gpu, data, resume_from=tmp_path)
+    assert resumed.status == "completed" and resumed.epochs == 2 and next(resumed.model.parameters()).is_cuda
+
+
+@needs_cuda
+def test_an_epoch_on_cuda_waits_for_the_gpu_only_at_its_end(data):
+    device = torch.device("cuda")
+    cfg = RunConfig(**QUICK)
+    model = build_model(cfg.arch).to(device, memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, 100)
+    loader = DeviceLoader(data.train_images, data.train_labels, batch_size=cfg.batch_size, mean=data.mean,
+                          std=data.std, device=device, train=True, augment=cfg.augment, channels_last=True)
+    batches = list(loader)  # made beforehand: only the training steps are watched
+    criterion = nn.CrossEntropyLoss()
+    train_one_epoch(model, criterion, optimizer, scheduler, batches[:3], device)  # cuDNN autotuning, allocator
+
+    def syncs(steps: int) -> int:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                result = train_one_epoch(model, criterion, optimizer, scheduler,
+                                         itertools.islice(itertools.cycle(batches), steps), device, check_every=5)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        assert result["finite"] and result["images"] == steps * cfg.batch_size
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    # The divergence check runs 2 times in the first epoch and 12 in the second.
+    assert syncs(60) == syncs(10) <= 2
+
+
+def test_the_check_and_a_run_import_without_ray_optuna_pandas_or_tqdm():
+    # The GPU machine may have torch, torchvision, numpy and pillow, and nothing else.
+    code = ("import sys; sys.modules.update(dict.fromkeys(['ray', 'optuna', 'pandas', 'plotly', 'tqdm'])); "
+            "import model.train, benchmarks.gpu_check; print('imported')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "imported", done.stderr[-3000:]
 
 
 CPU_RUN = textwrap.dedent("""
@@ -128,7 +202,7 @@ CPU_RUN = textwrap.dedent("""
             return None
 
     before = gpu_memory_mib()
-    data = synthetic_cifar10(num_train=400, num_test=50, val_size=50)
+    data = synthetic_cifar10(num_train=200, num_test=20, val_size=40)  # 2 steps an epoch: quick on a CPU too
     for optimizer in ("sgd", "adamw"):
         cfg = RunConfig(arch="resnet20", epochs=2, batch_size=64, optimizer=optimizer, device="cpu", threads=2)
         fit(cfg, data, on_epoch=lambda m, c: True, checkpoint_dir=sys.argv[1])
