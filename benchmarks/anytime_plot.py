@@ -13,12 +13,10 @@ import tempfile
 from pathlib import Path
 
 import plotly.graph_objects as go
-import plotly.offline
 from plotly.subplots import make_subplots
 
 from benchmarks.anytime import CurvePoint, band
-
-PLOTLY_JS = "plotly.min.js"
+from search.plots import write_plotly_bundle
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 AXES = (("epochs", "trial-epochs spent", 1.0), ("seconds", "wall time (min)", 1 / 60))
 
@@ -72,9 +70,7 @@ def anytime_figure(curves: dict[str, dict[int, list[CurvePoint]]], title: str,
 def write_figure(fig: go.Figure, path: Path) -> Path:
     """``path`` (HTML) with ``plotly.min.js`` beside it, so it opens offline."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written every time, as search.report does: a bundle left by an older plotly must not stay.
-    (path.parent / PLOTLY_JS).write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+    write_plotly_bundle(path.parent)
     fig.write_html(path, include_plotlyjs="directory", full_html=True)
     return path
 

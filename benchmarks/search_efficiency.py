@@ -49,13 +49,14 @@ import sys
 import time
 from pathlib import Path
 
-import search.run as search_run
+import search.cli as search_cli
 import spaces
 from benchmarks.anytime import CurvePoint, anytime_curve, final_best, first_reach, mean_sd, read_events
 from benchmarks.anytime_plot import anytime_figure, screenshot, write_figure
 from model.checkpoint import versions, write_json
 from model.config import DataConfig
 from model.flags import DefaultsHelpFormatter, add_config_args, config_kwargs
+from search.constants import EXPERIMENT
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "random_fifo"  # the arm whose final best is the target, unless --baseline says otherwise
@@ -143,7 +144,7 @@ def check_argv(arm: str, argv: list[str]) -> None:
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            search_run.get_args_parser().parse_args(argv)
+            search_cli.get_args_parser().parse_args(argv)
     except SystemExit:
         message = stderr.getvalue().strip().splitlines()
         raise BenchmarkError(f"arm {arm}: search.run refuses its flags: {message[-1] if message else argv}") from None
@@ -204,7 +205,7 @@ def run_search(arm: str, seed: int, argv: list[str], out: Path) -> dict:
 
 def load_run(arm: str, seed: int, out: Path, info: dict, max_epochs: int) -> tuple[dict, list[CurvePoint]]:
     """One finished run: its anytime curve and what the study says, to check one against the other."""
-    events = read_events(out / search_run.EXPERIMENT)
+    events = read_events(out / EXPERIMENT)
     curve = anytime_curve(events, max_epochs, start=info["started_unix"])
     summary = json.loads((out / "search.json").read_text())
     complete = {e.trial for e in events if e.epoch >= max_epochs and not e.diverged and math.isfinite(e.val_acc)}

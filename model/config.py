@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .data import CIFAR10Data, load_cifar10
-from .flags import check_choices, setting
+from .flags import check_choices, config_from_dict, setting
 from .loader import AUGMENTATIONS
 from .resnet import list_models
 
@@ -72,11 +72,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown RunConfig fields {unknown}; valid: {', '.join(sorted(names))}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 @dataclass(kw_only=True)

@@ -19,6 +19,8 @@ import typing
 def setting(default, help: str, **meta):
     """A dataclass field with its default and, in its metadata, its help and flag options."""
     meta["help"] = help
+    if default is dataclasses.MISSING:  # a required setting (kw_only dataclasses allow it anywhere)
+        return dataclasses.field(metadata=meta)
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -77,6 +79,15 @@ def add_config_args(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ..
             if "default_text" in meta and f.name not in defaults:
                 kwargs["help"] += f" (default: {meta['default_text']})"
         parser.add_argument(flag_name(f), **kwargs)
+
+
+def config_from_dict(cls, d: dict, error: type[Exception] = ValueError):
+    """``cls(**d)``, refusing in one line, with the valid names, any key that is not a field of ``cls``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise error(f"unknown {cls.__name__} fields {unknown}; valid: {', '.join(sorted(names))}")
+    return cls(**d)
 
 
 def config_kwargs(args: argparse.Namespace, cls, *, skip: tuple[str, ...] = ()) -> dict:

@@ -6,7 +6,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from .cli import SearchError
+from .errors import SearchError
 
 LOCK_NAME = ".search.lock"
 

@@ -2,7 +2,6 @@
 
 import datetime
 import json
-import math
 import warnings
 from pathlib import Path
 
@@ -12,14 +11,20 @@ import plotly.graph_objects as go
 import plotly.offline
 from optuna.trial import TrialState
 
+from .constants import METRIC
+from .trials import is_warm_start
+
 PLOTLY_JS = "plotly.min.js"
-TARGET = "val_acc"  # what the study's objective value is
 
 
-def curve(trial):
-    """Validation accuracy per epoch, NaNs (diverged epochs) dropped."""
-    values = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
-    return [v for v in values if not math.isnan(v)]
+def write_plotly_bundle(folder: Path) -> Path:
+    """``folder/plotly.min.js``, which the plots' pages load, so that they open offline."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # Written every time rather than left to plotly's "directory" mode, which keeps an
+    # existing bundle: a page rebuilt after a plotly upgrade must not load an older one.
+    path = folder / PLOTLY_JS
+    path.write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+    return path
 
 
 def _skip_reason(name, trials):
@@ -51,7 +56,7 @@ def _importances(study):
     # importances; a bar chart of that would look like a finding, so it becomes a skip note.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fig = vis.plot_param_importances(study, target_name=TARGET)
+        fig = vis.plot_param_importances(study, target_name=METRIC)
     for w in caught:
         if "importances will be equal" in str(w.message):
             return f"Optuna could not rank the parameters: {w.message}"
@@ -137,21 +142,23 @@ def plot_timeline(study, tune_dir=None):
                   + ("<br>start: when queued" if known == "queued" else "") for t, start, end, known in rows],
             hovertemplate="%{text}<extra></extra>",
             marker={"color": OUTCOMES.get(name, "#7f7f7f")},
+            width=0.8,  # per bar: plotly would size each trace's bars by its own trials' spacing
         ))
     fig.update_xaxes(type="date", title="time")
-    fig.update_yaxes(title="trial", autorange="reversed")
+    numbers = [t.number for rows in bars.values() for t, *_ in rows]
+    fig.update_yaxes(title="trial", dtick=1, range=[max(numbers) + 0.5, min(numbers) - 0.5] if numbers else None)
     fig.update_layout(title="Timeline: when each trial trained", showlegend=True, barmode="overlay")
     return fig
 
 
 PLOTS = {
-    "optimization_history": lambda s: vis.plot_optimization_history(s, target_name=TARGET),
+    "optimization_history": lambda s: vis.plot_optimization_history(s, target_name=METRIC),
     "param_importances": _importances,
-    "parallel_coordinate": lambda s: vis.plot_parallel_coordinate(s, target_name=TARGET),
+    "parallel_coordinate": lambda s: vis.plot_parallel_coordinate(s, target_name=METRIC),
     "intermediate_values": lambda s: vis.plot_intermediate_values(s).update_layout(
-        xaxis_title="epoch", yaxis_title=TARGET
+        xaxis_title="epoch", yaxis_title=METRIC
     ),
-    "slice": lambda s: vis.plot_slice(s, target_name=TARGET),
+    "slice": lambda s: vis.plot_slice(s, target_name=METRIC),
     "timeline": plot_timeline,
 }
 
@@ -163,17 +170,17 @@ def split_warm_start(study):
     a series of their own, so the two are never mistaken for each other.
     """
     trials = study.get_trials(deepcopy=False)
-    warm = [t for t in trials if t.user_attrs.get("origin") == "warm_start"]
+    warm = [t for t in trials if is_warm_start(t)]
     if not warm:
         return study, None
 
     def copy(name, subset):
         s = optuna.create_study(study_name=name, directions=study.directions)
-        s.set_metric_names(study.metric_names or [TARGET])
+        s.set_metric_names(study.metric_names or [METRIC])
         s.add_trials(subset)
         return s
 
-    own = copy(study.study_name, [t for t in trials if t.user_attrs.get("origin") != "warm_start"])
+    own = copy(study.study_name, [t for t in trials if not is_warm_start(t)])
     return own, copy(f"{study.study_name} (warm start)", warm)
 
 
@@ -194,16 +201,13 @@ def make_figures(study, tune_dir=None):
         else:
             figures[name] = plot(study, tune_dir) if plot is plot_timeline else plot(study)
     if warm is not None and not isinstance(figures["optimization_history"], str):
-        figures["optimization_history"] = vis.plot_optimization_history([study, warm], target_name=TARGET)
+        figures["optimization_history"] = vis.plot_optimization_history([study, warm], target_name=METRIC)
     return figures
 
 
 def write_figures(figures, plots_dir):
     """Save each figure as ``plots_dir/<name>.html``; skipped ones keep their reason."""
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    # Written every time rather than left to plotly's "directory" mode, which keeps an
-    # existing bundle: a report rebuilt after a plotly upgrade must not load an older one.
-    (plots_dir / PLOTLY_JS).write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+    write_plotly_bundle(plots_dir)
     written = {}
     for name, fig in figures.items():
         path = plots_dir / f"{name}.html"

@@ -107,7 +107,7 @@ def _read_text(fs, path: str) -> str:
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def _probe_storage(storage_path: str, folder: str, token: str, name: str) -> str | None:
+def _probe_path(storage_path: str, folder: str, token: str, name: str) -> str | None:
     """On one node: read the driver's marker, write one back. None, or what went wrong."""
     try:
         # Resolved here, not on the driver: the node's own credentials and mounts are the test.
@@ -126,7 +126,7 @@ def _probe_storage(storage_path: str, folder: str, token: str, name: str) -> str
     return None
 
 
-def check_storage(storage_path: str, *, timeout_s: float = 60.0) -> None:
+def check_reach(storage_path: str, *, timeout_s: float = 60.0) -> None:
     """Raise PreflightError unless every alive node can read and write ``storage_path``.
 
     Ray Tune validates the storage on the driver only; a trial on another node that cannot
@@ -149,7 +149,7 @@ def check_storage(storage_path: str, *, timeout_s: float = 60.0) -> None:
         raise PreflightError(f"storage check: this driver cannot write {storage_path} ({_one_line(e)}); "
                              f"{storage_how_to(storage_path)}") from e
     try:
-        refs = {n["NodeID"]: _pinned(_probe_storage, n["NodeID"]).remote(storage_path, folder, token,
+        refs = {n["NodeID"]: _pinned(_probe_path, n["NodeID"]).remote(storage_path, folder, token,
                                                                          f"node-{n['NodeID']}")
                 for n in nodes}
         results = _gather(refs, timeout_s)

@@ -27,7 +27,7 @@ from typing import Callable, TextIO
 from ray.tune import Callback
 from tqdm import tqdm
 
-from .tuner import METRIC
+from .constants import METRIC
 
 COMPLETE, PRUNED, BUDGET, FAILED = "complete", "pruned", "cut by the time budget", "failed"
 REDRAW_S = 1.0  # the bar's elapsed time and ETA are redrawn at most this often

@@ -14,13 +14,16 @@ import argparse
 import datetime
 import html
 import json
+import re
 from pathlib import Path
 
 import optuna
-import pandas as pd
 from optuna.trial import TrialState
 
-from .plots import PLOTLY_JS, TARGET, curve, make_figures, outcome, write_figures
+from .config import SearchConfig
+from .constants import BEST, EXPERIMENT, METRIC, SEARCH_JSON, STUDY_DB, study_url
+from .plots import PLOTLY_JS, make_figures, outcome, write_figures
+from .trials import best_complete_trial, is_warm_start, trials_table
 
 TOP_TRIALS = 10  # rows in the leaderboard
 RETRAIN_COMMAND = "python -m search.retrain {run_dir}"
@@ -35,11 +38,11 @@ def load_study(run_dir):
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"run folder not found: {run_dir}")
-    db = run_dir / "study.db"
+    db = run_dir / STUDY_DB
     # Checked here because opening a missing sqlite file would create an empty study.db.
     if not db.is_file():
-        raise RunFolderError(f"no study.db in {run_dir} (is it a search's run folder?)")
-    storage = f"sqlite:///{db.resolve()}"
+        raise RunFolderError(f"no {STUDY_DB} in {run_dir} (is it a search's run folder?)")
+    storage = study_url(run_dir)
     names = optuna.get_all_study_names(storage)
     if len(names) != 1:
         raise RunFolderError(f"{db} holds {len(names)} studies {names}, expected exactly one")
@@ -52,51 +55,41 @@ def _read_json(path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _tune_dir(run_dir, search):
+def _saved_config(run_dir):
+    """The search's SearchConfig from its search.json, or None when there is none."""
+    return SearchConfig.from_run(run_dir) if (Path(run_dir) / SEARCH_JSON).is_file() else None
+
+
+def _tune_dir(run_dir, searched):
     """The Ray experiment folder, when it is on this machine: ``--storage-path``/tune, else ``run_dir/tune``."""
-    storage = ((search or {}).get("args") or {}).get("storage_path")
+    storage = searched.storage_path if searched else None
     if storage and "://" in storage:
         return None  # on S3 or similar: the timeline falls back to the study's own times
-    return Path(storage or run_dir) / "tune"
+    return Path(storage or run_dir) / EXPERIMENT
 
 
 def write_plots(run_dir):
     """Write ``run_dir/plots/<name>.html`` for every plot; skipped plots map to a reason."""
-    tune_dir = _tune_dir(run_dir, _read_json(Path(run_dir) / "search.json"))
+    tune_dir = _tune_dir(run_dir, _saved_config(run_dir))
     return write_figures(make_figures(load_study(run_dir), tune_dir), Path(run_dir) / "plots")
 
 
 def leaderboard(study, top=TOP_TRIALS):
-    """The best ``top`` trials: COMPLETE ones by value, then the others by best accuracy."""
-    trials = study.get_trials(deepcopy=False)
+    """The best ``top`` rows of the trials table: COMPLETE ones by value, then the others by best accuracy."""
+    table = trials_table(study)
+    best = f"best_{METRIC}"
+    df = table.rename(columns={"number": "trial"})[["trial", "state", "origin", METRIC, best, "epochs"]].copy()
     # Every parameter any trial has, so conditional ones get a column (blank where absent).
-    params = sorted(set().union(*(t.params for t in trials)))
-    best = f"best_{TARGET}"
-    rows = []
-    for t in trials:
-        values = curve(t)
-        row = {
-            "trial": t.number,
-            "state": t.state.name,
-            "origin": t.user_attrs.get("origin", "search"),
-            TARGET: t.value,
-            best: max(values) if values else None,
-            "epochs": t.user_attrs.get("epochs", len(values)),
-        }
-        for name in params:
-            # Text, so an int parameter missing from some trials is not shown as "512.0".
-            value = t.params.get(name, "")
-            row[name] = f"{value:.3g}" if isinstance(value, float) else str(value)
-        row["wall_seconds"] = t.user_attrs.get("wall_seconds")
-        row["node"] = t.user_attrs.get("node")
-        rows.append(row)
-    columns = ["trial", "state", "origin", TARGET, best, "epochs", *params, "wall_seconds", "node"]
-    df = pd.DataFrame(rows, columns=columns)
+    for name in sorted(c.removeprefix("params_") for c in table.columns if c.startswith("params_")):
+        # Text, so an int parameter missing from some trials is not shown as "512.0".
+        df[name] = [f"{v:.3g}" if isinstance(v, float) else "" if v is None else str(v)
+                    for v in table[f"params_{name}"]]
+    df[["wall_seconds", "node"]] = table[["wall_seconds", "node"]]
     # Float even when every entry is missing, so the table shows blanks rather than "None".
-    df[[TARGET, best, "wall_seconds"]] = df[[TARGET, best, "wall_seconds"]].astype(float)
+    df[[METRIC, best, "wall_seconds"]] = df[[METRIC, best, "wall_seconds"]].astype(float)
     df["_complete"] = df["state"] == TrialState.COMPLETE.name
     df = df.sort_values(
-        ["_complete", TARGET, best, "trial"],
+        ["_complete", METRIC, best, "trial"],
         ascending=[False, False, False, True],
         na_position="last",
     )
@@ -157,18 +150,18 @@ def _table(rows):
     return f'<table class="summary">{cells}</table>'
 
 
-def _budget_note(search, trials):
+def _budget_note(search, searched, trials):
     """One sentence saying that --time-budget ended the search, and what it left undone; or None."""
     if not search or not search.get("time_budget_hit"):
         return None
-    budget = (search.get("args") or {}).get("time_budget")
-    own = [t for t in trials if t.user_attrs.get("origin") != "warm_start"]
+    budget = searched.time_budget
+    own = [t for t in trials if not is_warm_start(t)]
     cut = sum(outcome(t) == "cut by the time budget" for t in own)
-    never = max((search.get("num_samples") or 0) - len(own), 0)
+    never = max(searched.num_samples - len(own), 0)
     when = _format_time(search.get("finished"))
     return (f"The time budget (--time-budget {budget}) ended this search{f' at {when}' if when else ''}: "
             f"{cut} trial{'s were' if cut != 1 else ' was'} cut short (PRUNED, stopped_by=time_budget) and "
-            f"{never} of the {search.get('num_samples')} requested never started.")
+            f"{never} of the {searched.num_samples} requested never started.")
 
 
 def _format_time(iso):
@@ -191,13 +184,12 @@ def _shown_config(config, metrics):
     return config
 
 
-def _summary(run_dir, study, search, best_json, metrics):
+def _summary(run_dir, study, search, searched, best_json, metrics):
     """The summary section: counts, wall time, best trial, retrained test accuracy."""
     trials = study.get_trials(deepcopy=False)
     counts = _counts(trials)
     outcomes = [outcome(t) for t in trials]
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = max(complete, key=lambda t: t.value) if complete else None
+    best = best_complete_trial(study)
     if best_json is not None:
         best_number, best_value = best_json["trial"], best_json["val_acc"]
         config = best_json.get("config") or best_json.get("params")
@@ -207,14 +199,14 @@ def _summary(run_dir, study, search, best_json, metrics):
         best_number = best_value = config = None
 
     rows = [("space", study.study_name)]
-    if search:
-        rows.append(("trials requested", search.get("num_samples")))
-        rows.append(("max epochs per trial", search.get("max_epochs")))
+    if searched:
+        rows.append(("trials requested", searched.num_samples))
+        rows.append(("max epochs per trial", searched.max_epochs))
     rows += [
         ("completed", counts["COMPLETE"]),
         ("pruned by ASHA", outcomes.count("PRUNED by ASHA")),
     ]
-    budget = ((search or {}).get("args") or {}).get("time_budget")
+    budget = searched.time_budget if searched else None
     if budget or "cut by the time budget" in outcomes:
         rows.append(("cut by the time budget", outcomes.count("cut by the time budget")))
     rows += [
@@ -227,7 +219,7 @@ def _summary(run_dir, study, search, best_json, metrics):
         rows.append(("time budget", f"{budget}: {'ended the search' if hit else 'not reached'}"))
     rows += [
         ("best trial", best_number if best_number is not None else "none yet"),
-        (f"best validation accuracy ({TARGET})",
+        (f"best validation accuracy ({METRIC})",
          f"{best_value:.4f}" if best_value is not None else "none yet"),
     ]
     if metrics:
@@ -238,7 +230,7 @@ def _summary(run_dir, study, search, best_json, metrics):
                      f"{metrics.get('device')}"
                      + (f", {metrics['precision']}" if metrics.get("precision") else "")))
     parts = [_table(rows)]
-    note = _budget_note(search, trials)
+    note = _budget_note(search, searched, trials)
     if note:
         parts.append(f'<p class="note budget">{html.escape(note)}</p>')
     if not metrics and best_number is not None:
@@ -261,7 +253,9 @@ STYLE = """
 body { font-family: sans-serif; margin: 1em auto; padding: 0 1em; max-width: 1200px; color: #222; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.5em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+table.leaderboard { font-size: 0.85em; }
+table.leaderboard td { white-space: nowrap; }
 table.summary th { text-align: left; background: #f4f4f4; }
 table.summary td { text-align: left; white-space: normal; }
 .note, .skipped { color: #555; font-style: italic; }
@@ -283,15 +277,16 @@ def build_report(run_dir):
     """Write the plots and ``run_dir/report.html``; return the report's path."""
     run_dir = Path(run_dir)
     study = load_study(run_dir)
-    search = _read_json(run_dir / "search.json")
-    figures = make_figures(study, _tune_dir(run_dir, search))
+    search = _read_json(run_dir / SEARCH_JSON)
+    searched = _saved_config(run_dir)
+    figures = make_figures(study, _tune_dir(run_dir, searched))
     write_figures(figures, run_dir / "plots")
-    best_json = _read_json(run_dir / "best" / "config.json")
-    metrics = _read_json(run_dir / "best" / "metrics.json")
+    best_json = _read_json(run_dir / BEST / "config.json")
+    metrics = _read_json(run_dir / BEST / "metrics.json")
     counts = _counts(study.get_trials(deepcopy=False))
 
     name = html.escape(study.study_name)
-    dataset = _dataset_label(search and search.get("args"), best_json)
+    dataset = _dataset_label(searched and searched.to_dict(), best_json)
     body = [f"<h1>Search report: {name}</h1>", f"<p>Data: {html.escape(dataset)}. "
             f"Accuracies are on this data's validation split (search) and test split "
             f"(retrain).</p>"]
@@ -302,13 +297,17 @@ def build_report(run_dir):
             "</p>"
         )
     body.append("<h2>Summary</h2>")
-    body.append(_summary(run_dir, study, search, best_json, metrics))
+    body.append(_summary(run_dir, study, search, searched, best_json, metrics))
     body.append(f"<h2>Leaderboard (top {TOP_TRIALS})</h2>")
     board = leaderboard(study)
     accuracy = "{:.4f}".format
-    formatters = {TARGET: accuracy, f"best_{TARGET}": accuracy, "wall_seconds": "{:.0f}".format}
+    # Ray node ids are 56 hex digits; their first 8 tell the nodes of one cluster apart.
+    formatters = {METRIC: accuracy, f"best_{METRIC}": accuracy, "wall_seconds": "{:.0f}".format,
+                  "node": lambda node: node[:8] if isinstance(node, str) else ""}
     table = board.to_html(index=False, na_rep="", formatters=formatters,
                           classes="leaderboard", border=0)
+    # Headers may break after an underscore (label_smoothing), so that columns are as narrow as their values.
+    table = re.sub(r"<th>(.*?)</th>", lambda m: "<th>" + m[1].replace("_", "_<wbr>") + "</th>", table)
     body.append(f'<div class="scroll">{table}</div>')
     body.append("<h2>Plots</h2>")
     for plot_name, fig in figures.items():

@@ -6,9 +6,10 @@ Example::
     python -m search.retrain runs/scratch --epochs 60
     python -m search.retrain runs/scratch --compile      # torch.compile the model (whatever the search did)
 
-Reads ``best/config.json`` and ``search.json`` (for the data) and writes ``best/model.pt``
-(a state dict of CPU tensors: ``torch.load(..., weights_only=True)`` into ``model.build_model``),
-``best/metrics.json`` and ``best/history.json``.
+Reads ``best/config.json`` and the search's config from ``search.json`` (for the data, split as
+the search split it) and writes ``best/model.pt`` (a state dict of CPU tensors:
+``torch.load(..., weights_only=True)`` into ``model.build_model``), ``best/metrics.json`` (with
+the description of the data it trained on) and ``best/history.json``.
 """
 
 from __future__ import annotations
@@ -24,26 +25,32 @@ import torch
 from model import ResNet, build_model
 from model.checkpoint import save_model, write_json
 from model.config import RunConfig
-from model.data import CIFAR10Data, load_cifar10
-from model.sources import DataError
+from model.data import CIFAR10Data
 from model.device import resolve_device
+from model.sources import CIFAR10_CLASSES, DataError
 from model.train import evaluate_test, fit
+
+from .config import SearchConfig
+from .constants import BEST
+from .errors import SearchError
+from .ray_start import trial_device
 
 
 def load_best_model(out: str | Path) -> ResNet:
     """The retrained best model of the search in ``out`` (``best/model.pt``), on the CPU, in eval mode."""
-    cfg = json.loads((Path(out) / "best" / "metrics.json").read_text())["config"]
+    metrics = json.loads((Path(out) / BEST / "metrics.json").read_text())
+    cfg = metrics["config"]
+    # As many classes as the data it trained on (an image-folder tree may have any number).
+    classes = (metrics.get("data") or {}).get("classes", CIFAR10_CLASSES)
     # Pretrained architectures were built with the ImageNet stem their weights need.
-    model = build_model(cfg["arch"], stem="imagenet" if cfg.get("weights") else None)
-    model.load_state_dict(torch.load(Path(out) / "best" / "model.pt", map_location="cpu", weights_only=True))
+    model = build_model(cfg["arch"], num_classes=len(classes), stem="imagenet" if cfg.get("weights") else None)
+    model.load_state_dict(torch.load(Path(out) / BEST / "model.pt", map_location="cpu", weights_only=True))
     return model.eval()
 
 
-def load_search_data(out: Path) -> CIFAR10Data:
-    """The search's data, from the arguments recorded in search.json."""
-    args = json.loads((out / "search.json").read_text())["args"]
-    return load_cifar10(args["data"], val_size=args["val_size"], train_subset=args["train_subset"],
-                        seed=args["seed"], download=args.get("download", False))
+def load_search_data(out: str | Path) -> CIFAR10Data:
+    """The search's data, split and subset as the search did, from its saved config."""
+    return SearchConfig.from_run(out).search_data()
 
 
 def retrain(best: dict, data: CIFAR10Data, out: Path, epochs: int | None = None, device: str = "auto",
@@ -77,8 +84,9 @@ def retrain(best: dict, data: CIFAR10Data, out: Path, epochs: int | None = None,
         "device": str(resolve_device(cfg.device)),
         "precision": result.precision,
         "config": cfg.to_dict(),
+        "data": data.describe(),
     }
-    best_dir = out / "best"
+    best_dir = out / BEST
     save_model(result.model, best_dir / "model.pt")
     write_json(best_dir / "history.json", result.history)
     write_json(best_dir / "metrics.json", metrics)
@@ -90,14 +98,14 @@ def retrain_run(out: str | Path, epochs: int | None = None, data: CIFAR10Data | 
                 pretrained: dict | None = None) -> dict:
     """Retrain the best config of the search in ``out``, as a Ray task when ``use_ray``."""
     out = Path(out).resolve()
-    best_path = out / "best" / "config.json"
+    best_path = out / BEST / "config.json"
     if not best_path.exists():
         raise FileNotFoundError(f"{best_path} not found: the search in {out} has no trial that ran all epochs yet")
     best = json.loads(best_path.read_text())
     if epochs is None:
-        epochs = json.loads((out / "search.json").read_text())["max_epochs"]
+        epochs = SearchConfig.from_run(out).max_epochs
     data = data if data is not None else load_search_data(out)
-    device = "cuda" if gpus > 0 else "cpu"
+    device = trial_device(gpus)
     print(f"retraining trial {best['trial']} on train + validation for {epochs} epochs ...", flush=True)
     if use_ray:
         import ray
@@ -107,12 +115,12 @@ def retrain_run(out: str | Path, epochs: int | None = None, data: CIFAR10Data | 
         metrics, files = ray.get(task.remote(best, data, epochs, device, int(cpus or 0), compile,
                                                    pretrained))
         for name, blob in files.items():
-            (out / "best" / name).write_bytes(blob)
+            (out / BEST / name).write_bytes(blob)
     else:
         metrics = retrain(best, data, out, epochs, device=device, threads=int(cpus or 0), compile=compile,
                           pretrained=pretrained)
     print(f"retrained: test_acc {metrics['test_acc']:.4f} (search val_acc {metrics['search_val_acc']:.4f}); "
-          f"wrote {out / 'best'}/model.pt, metrics.json, history.json")
+          f"wrote {out / BEST}/model.pt, metrics.json, history.json")
     return metrics
 
 
@@ -122,10 +130,10 @@ def _retrain_and_return(best: dict, data: CIFAR10Data, epochs: int, device: str,
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "best").mkdir()
+        (Path(tmp) / BEST).mkdir()
         metrics = retrain(best, data, Path(tmp), epochs, device=device, threads=threads, compile=compile,
                           pretrained=pretrained)
-        files = {p.name: p.read_bytes() for p in (Path(tmp) / "best").iterdir()}
+        files = {p.name: p.read_bytes() for p in (Path(tmp) / BEST).iterdir()}
     return metrics, files
 
 
@@ -144,7 +152,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         gpus = 1 if resolve_device(args.device).type == "cuda" else 0
         retrain_run(args.run_dir, epochs=args.epochs, gpus=gpus, compile=args.compile)
-    except (FileNotFoundError, DataError, ValueError, RuntimeError) as e:
+    except (FileNotFoundError, SearchError, DataError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

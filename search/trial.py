@@ -11,31 +11,21 @@ from model.config import RunConfig
 from model.data import CIFAR10Data
 from model.train import fit
 
+from .config import trial_config
+
 # Reported every epoch. Selection uses the validation metrics only: trials never see the test set.
 REPORTED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_second")
 
 
-def run_config(params: dict, fixed: dict) -> RunConfig:
-    """A trial's RunConfig: the space's parameters over the search's fixed values.
-
-    ``fixed["weights_by_arch"]`` maps each pretrained architecture to its weights (the
-    fine-tune space chooses the architecture, the command line says where weights come from).
-    """
-    fixed = dict(fixed)
-    weights_by_arch = fixed.pop("weights_by_arch", None) or {}
-    cfg = {**fixed, **params}
-    if cfg.get("arch") in weights_by_arch:
-        cfg["weights"] = weights_by_arch[cfg["arch"]]
-    return RunConfig.from_dict(cfg)
-
-
-def train_trial(config: dict, data: CIFAR10Data, fixed: dict, pretrained: dict | None = None) -> None:
+def train_trial(config: dict, data: CIFAR10Data, base: RunConfig, weights_by_arch: dict[str, str] | None = None,
+                pretrained: dict | None = None) -> None:
     """Train one config and report ``val_acc`` each epoch, with a checkpoint, until ASHA stops it.
 
-    ``pretrained`` maps architectures to state dicts that the driver loaded: the trial's node
-    may have neither the ``--weights`` file nor torchvision's cache.
+    ``base`` holds what every trial shares; ``pretrained`` maps architectures to the state dicts
+    that the driver loaded: the trial's node may have neither the ``--weights`` file nor
+    torchvision's cache.
     """
-    cfg = run_config(config, fixed)
+    cfg = trial_config(base, config, weights_by_arch)
     state = (pretrained or {}).get(cfg.arch) if cfg.weights is not None else None
     if cfg.device == "cpu":
         # Ray starts workers with OMP_NUM_THREADS=1; a trial gets as many threads as CPUs.

@@ -7,7 +7,6 @@ They are copied into the new study with Optuna's own ``Study.add_trials`` and ma
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass, field
@@ -16,9 +15,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from .cli import SearchError
-from .results import WARM_START
-from .tuner import STUDY_DB, study_name
+from .config import SearchConfig
+from .constants import SEARCH_JSON, STUDY_DB, WARM_START, study_url
+from .errors import SearchError
 
 
 @dataclass
@@ -39,19 +38,19 @@ class WarmStart:
                 "same_data": self.same_data, "notes": self.notes}
 
 
-def load_warm_trials(args: argparse.Namespace, run_dir: Path, data_info: dict) -> WarmStart:
+def load_warm_trials(config: SearchConfig, run_dir: Path, data_info: dict) -> WarmStart:
     """The finished (COMPLETE and PRUNED) trials of the search in ``run_dir``, ready for ``add_trials``."""
     run_dir = run_dir.expanduser().resolve()
-    summary_path = run_dir / "search.json"
+    summary_path = run_dir / SEARCH_JSON
     if not (run_dir / STUDY_DB).is_file() or not summary_path.is_file():
         raise SearchError(f"--warm-start {run_dir}: no search there (study.db and search.json); pass an earlier "
                           "search's --out folder")
-    summary = json.loads(summary_path.read_text())
-    if summary.get("space") != args.space:
-        raise SearchError(f"--warm-start {run_dir}: that search used space {summary.get('space')!r}, this one "
-                          f"{args.space!r}; warm-start only from the same space")
-    source = optuna.load_study(study_name=study_name(args), storage=f"sqlite:///{run_dir / STUDY_DB}")
-    warm = WarmStart(source=str(run_dir), max_epochs=summary.get("max_epochs"))
+    earlier = SearchConfig.from_run(run_dir)
+    if earlier.space != config.space:
+        raise SearchError(f"--warm-start {run_dir}: that search used space {earlier.space!r}, this one "
+                          f"{config.space!r}; warm-start only from the same space")
+    source = optuna.load_study(study_name=earlier.study_name, storage=study_url(run_dir))
+    warm = WarmStart(source=str(run_dir), max_epochs=earlier.max_epochs)
     for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         warm.trials.append(optuna.trial.create_trial(
             state=t.state,
@@ -64,12 +63,12 @@ def load_warm_trials(args: argparse.Namespace, run_dir: Path, data_info: dict) -
         ))
     if not warm.trials:
         raise SearchError(f"--warm-start {run_dir}: that search has no finished trial to learn from")
-    before = summary.get("data") or {}
+    before = json.loads(summary_path.read_text()).get("data") or {}
     warm.same_data = all(before.get(k) == data_info.get(k) for k in ("fingerprint", "sizes", "train_subset", "seed"))
     warm.notes.append(f"{len(warm.trials)} finished trials of {run_dir} added to the study as they were "
                       f"(COMPLETE and PRUNED), marked origin=warm_start; they inform TPE and are never the best config")
-    if warm.max_epochs != args.max_epochs:
-        warm.notes.append(f"they ran at most {warm.max_epochs} epochs, this search {args.max_epochs}: their "
+    if warm.max_epochs != config.max_epochs:
+        warm.notes.append(f"they ran at most {warm.max_epochs} epochs, this search {config.max_epochs}: their "
                           "accuracies are lower-fidelity, and TPE reads them as results of their configs; the "
                           "new trials' results supersede them as they arrive")
     if not warm.same_data:

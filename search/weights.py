@@ -13,7 +13,7 @@ import spaces
 from model.build import TORCHVISION_WEIGHTS, WeightsError, imagenet_state_dicts, load_pretrained, load_state_dict_file
 from model.resnet import get_builder
 
-from .cli import SearchError
+from .errors import SearchError
 
 
 def resolve_weights(space: str, weights: str | None, archs: list[str]) -> dict[str, tuple[str, dict]]:

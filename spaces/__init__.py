@@ -116,4 +116,3 @@ def get_recipe(name: str) -> dict | None:
 
 # Imported for their registrations.
 from . import definitions  # noqa: E402,F401
-from .asks import SpaceInfo, fit_recipe, inspect_space, narrow_space, sample_space  # noqa: E402,F401

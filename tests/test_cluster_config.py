@@ -275,7 +275,7 @@ def test_documented_job_submit_matches_search_cli(raw, raw_text):
     argv = shlex.split(entrypoint)
     assert argv[:3] == ["python", "-m", "search.run"], argv
 
-    from search.run import get_args_parser  # imports torch: a few seconds
+    from search.cli import get_args_parser  # imports torch: a few seconds
 
     args = get_args_parser().parse_args(argv[3:])
     assert args.space == "finetune"

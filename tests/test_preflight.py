@@ -20,7 +20,7 @@ import torch
 ray = pytest.importorskip("ray")  # so that `pytest -m gpu` collects on a GPU machine without Ray
 from ray.cluster_utils import Cluster
 
-from search.preflight import STORAGE_HOW_TO, PreflightError, alive_nodes, check_gpus, check_storage
+from search.preflight import STORAGE_HOW_TO, PreflightError, alive_nodes, check_gpus, check_reach
 from tests._s3 import s3  # noqa: F401  (the fixture)
 
 NODE = dict(num_cpus=1, object_store_memory=100 * 1024**2)
@@ -130,13 +130,13 @@ def hidden_node(cluster, tmp_path):
 
 @pytest.mark.slow
 def test_storage_every_node_shares_passes_and_leaves_nothing(cluster, tmp_path):
-    check_storage(str(tmp_path))  # one node: nothing to check, nothing written
+    check_reach(str(tmp_path))  # one node: nothing to check, nothing written
     cluster.add_node(**NODE)
     cluster.add_node(**NODE)
     cluster.wait_for_nodes()
     assert len(alive_nodes()) == 3
     store = tmp_path / "store"
-    check_storage(str(store))  # one machine: every node sees the same filesystem
+    check_reach(str(store))  # one machine: every node sees the same filesystem
     assert store.is_dir() and list(store.iterdir()) == []  # its marker files are cleaned up
 
 
@@ -145,7 +145,7 @@ def test_storage_a_node_cannot_see_is_refused_naming_it(cluster, hidden_node, tm
     node, hidden = hidden_node
     store = hidden / "store"
     with pytest.raises(PreflightError) as info:
-        check_storage(str(store))
+        check_reach(str(store))
     message = str(info.value)
     assert "\n" not in message
     # Ray names a node on this machine by the machine's address, not 127.0.0.1.
@@ -155,7 +155,7 @@ def test_storage_a_node_cannot_see_is_refused_naming_it(cluster, hidden_node, tm
     assert list(store.iterdir()) == []  # the driver's marker is cleaned up after a failure too
     # The same node passes for a folder outside the tmpfs, which every node shares.
     visible = tmp_path / "visible"
-    check_storage(str(visible))
+    check_reach(str(visible))
     assert list(visible.iterdir()) == []
 
 
@@ -164,14 +164,14 @@ def test_storage_in_a_bucket_passes_and_a_node_without_its_endpoint_is_refused(s
     cluster.add_node(**NODE)  # started with this process's environment: it reaches the bucket
     cluster.wait_for_nodes()
     uri = f"s3://{s3.bucket}/runs/smoke"
-    check_storage(uri)
+    check_reach(uri)
     assert s3.keys("runs/smoke/.preflight") == []  # its marker files are cleaned up
     # A node whose environment points elsewhere (here: a port nothing listens on), as a node
     # set up without the store's endpoint would be.
     env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_closed_port()}"}
     with ray_start_node(cluster, tmp_path / "elsewhere.log", env=env) as node:
         with pytest.raises(PreflightError) as info:
-            check_storage(uri)
+            check_reach(uri)
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"storage check failed on node {node['NodeID'][:8]} ({node['NodeManagerAddress']}): "

@@ -17,7 +17,8 @@ import pytest
 from optuna.trial import TrialState
 
 from search import report
-from tests._fake_run import make_fake_run
+from search.config import SearchConfig
+from tests._tiny_run import make_run, tiny_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
 PLOT_NAMES = [
@@ -32,8 +33,9 @@ PLOT_NAMES = [
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    """A finished search with a retrained best config, report already built."""
-    run_dir = make_fake_run(tmp_path_factory.mktemp("runs") / "smoke")
+    """A finished search with a retrained best config, report already built; its data is named as the JPEG copy."""
+    data = tiny_image_folder(tmp_path_factory.mktemp("data") / "cifar10-jpeg")
+    run_dir = make_run(tmp_path_factory.mktemp("runs") / "smoke", data, retrained=True)
     report.build_report(run_dir)
     return run_dir
 
@@ -167,8 +169,8 @@ def test_report_embeds_every_plot_once_with_one_plotlyjs(full_run):
     assert "Skipped:" not in page
 
 
-def test_importances_skipped_with_one_complete_trial(tmp_path):
-    run_dir = make_fake_run(tmp_path / "run", n_complete=1, n_pruned=3)
+def test_importances_skipped_with_one_complete_trial(tmp_path, image_folder):
+    run_dir = make_run(tmp_path / "run", image_folder, n_complete=1, n_pruned=3)
     (run_dir / "plots").mkdir()
     (run_dir / "plots" / "param_importances.html").write_text("stale")
     written = report.write_plots(run_dir)
@@ -181,8 +183,9 @@ def test_importances_skipped_with_one_complete_trial(tmp_path):
     assert f"Skipped: {written['param_importances']}" in page
 
 
-def test_no_complete_trial_skips_plots_of_values(tmp_path):
-    run_dir = make_fake_run(tmp_path / "run", n_complete=0, n_pruned=3, with_best=False)
+def test_no_complete_trial_skips_plots_of_values(tmp_path, image_folder):
+    run_dir = make_run(tmp_path / "run", image_folder, n_complete=0, n_pruned=3)
+    assert not (run_dir / "best").exists()
     written = report.write_plots(run_dir)
     skipped = {name for name, result in written.items() if isinstance(result, str)}
     assert skipped == {"optimization_history", "param_importances", "parallel_coordinate", "slice"}
@@ -192,10 +195,8 @@ def test_no_complete_trial_skips_plots_of_values(tmp_path):
     assert "<td>None</td>" not in page
 
 
-def test_interrupted_run_still_reported(tmp_path):
-    run_dir = make_fake_run(
-        tmp_path / "run", running=2, with_search_json=False, with_best=False, n_complete=3
-    )
+def test_interrupted_run_still_reported(tmp_path, image_folder):
+    run_dir = make_run(tmp_path / "run", image_folder, running=2, n_complete=3)
     page = report.build_report(run_dir).read_text()
     summary = _summary_table(page)
     assert (summary["completed"], summary["running (interrupted)"]) == ("3", "2")
@@ -207,14 +208,14 @@ def test_interrupted_run_still_reported(tmp_path):
     assert {f"Trial{n}" for n in running} <= {d["name"] for d in curves}
 
 
-def test_plain_cifar10_is_not_labelled_jpeg(tmp_path):
-    run_dir = make_fake_run(tmp_path / "run", data="data/cifar-10-batches-py")
+def test_plain_cifar10_is_not_labelled_jpeg(tmp_path, image_folder):
+    run_dir = make_run(tmp_path / "run", image_folder)
     page = report.build_report(run_dir).read_text()
     assert "JPEG" not in page and "Data: CIFAR-10." in page
 
 
-def test_cli_writes_report(tmp_path):
-    run_dir = make_fake_run(tmp_path / "run", running=1, with_search_json=False)
+def test_cli_writes_report(tmp_path, image_folder):
+    run_dir = make_run(tmp_path / "run", image_folder, running=1)
     proc = subprocess.run(
         [sys.executable, "-m", "search.report", str(run_dir)],
         cwd=REPO, capture_output=True, text=True, timeout=120,
@@ -330,10 +331,10 @@ def _budget_run(run_dir):
     (run_dir / "tune" / "train_trial_abc_00003" / "result.json").write_text("".join(
         json.dumps({"trial_id": "abc_00003", "training_iteration": e, "timestamp": first_end + 40 * (e - 1),
                     "time_this_iter_s": 40.0, "val_acc": 0.1 * e}) + "\n" for e in (1, 2)))
+    config = SearchConfig(space="scratch", num_samples=6, max_epochs=3, time_budget="20m", data="cifar10-jpeg.tar.gz")
     (run_dir / "search.json").write_text(json.dumps({
-        "space": "scratch", "num_samples": 6, "max_epochs": 3, "wall_seconds": 1205.0,
-        "started": "2025-01-01T12:00:00+00:00", "finished": "2025-01-01T12:20:05+00:00", "time_budget_hit": True,
-        "args": {"time_budget": "20m", "data": "cifar10-jpeg.tar.gz", "storage_path": None}}))
+        "config": config.to_dict(), "wall_seconds": 1205.0, "started": "2025-01-01T12:00:00+00:00",
+        "finished": "2025-01-01T12:20:05+00:00", "time_budget_hit": True}))
     (run_dir / "best").mkdir()
     (run_dir / "best" / "config.json").write_text(json.dumps({
         "trial": 0, "val_acc": 0.5, "params": {"lr": 0.1},

@@ -1,4 +1,4 @@
-"""The searcher and scheduler fixes, driven directly (no Ray cluster needed)."""
+"""The searcher and scheduler fixes (search/searcher.py, search/asha.py), driven directly (no Ray cluster needed)."""
 
 import json
 from types import SimpleNamespace
@@ -9,7 +9,9 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
 import spaces
-from search.schedulers import PersistentASHA, PruneAwareOptunaSearch
+from search.asha import PersistentASHA
+from search.internals import RayInternalsError
+from search.searcher import PruneAwareOptunaSearch
 
 
 def make_searcher(tmp_path, max_t=4):
@@ -33,6 +35,8 @@ def test_optuna_states_follow_how_the_trial_ended(tmp_path):
         searcher.on_trial_result("a", result(it, acc))
     searcher.on_trial_complete("a", result(4, 0.7))
     searcher.on_trial_result("b", result(1, 0.2))
+    # What Tune snapshots of the searcher (Searcher.save) before the driver dies, with b still running.
+    searcher.save(str(tmp_path / "searcher.pkl"))
     searcher.on_trial_complete("b", result(2, 0.25))
     searcher.on_trial_complete("c", result(1, 0.0, diverged=True))
     searcher.on_trial_result("d", result(1, 0.4))
@@ -48,11 +52,14 @@ def test_optuna_states_follow_how_the_trial_ended(tmp_path):
     assert trials["c"].state == TrialState.FAIL and trials["c"].user_attrs["fail_reason"] == "diverged"
     assert trials["d"].state == TrialState.FAIL and trials["d"].intermediate_values == {1: 0.4}
     assert trials["e"].state == TrialState.COMPLETE and trials["e"].value == 0.65
-    # Telling a finished trial again (a trial re-run after a resume) changes nothing.
-    searcher._completed_trials.clear()
-    searcher.on_trial_complete("b", result(4, 0.9))
-    assert optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'study.db'}").trials[1].state \
-        == TrialState.PRUNED
+    # After a resume, the restored searcher re-runs b from its checkpoint: b was told before the
+    # driver died, so its results and its end change nothing.
+    restored = make_searcher(tmp_path)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_result("b", result(2, 0.9))
+    restored.on_trial_complete("b", result(4, 0.9))
+    b = optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'study.db'}").trials[1]
+    assert b.state == TrialState.PRUNED and b.intermediate_values == {1: 0.2, 2: 0.25} and b.value == 0.25
 
 
 def fake_trial(tid):
@@ -103,18 +110,22 @@ def test_asha_refuses_state_written_for_other_settings(tmp_path):
         other.on_trial_add(None, fake_trial("b"))
 
 
-def test_a_ray_without_the_internals_we_extend_is_refused_in_one_line(monkeypatch, tmp_path):
+@pytest.mark.parametrize("ray_class, attr, build", [
+    ("AsyncHyperBandScheduler", "_brackets", lambda tmp_path: asha(tmp_path)),
+    ("OptunaSearch", "_ot_study", make_searcher),
+])
+def test_a_ray_without_the_internals_we_extend_is_refused_in_one_line(monkeypatch, tmp_path, ray_class, attr, build):
     from ray.tune.schedulers import AsyncHyperBandScheduler
+    from ray.tune.search.optuna import OptunaSearch
 
-    from search.schedulers import RayInternalsError
-
-    original = AsyncHyperBandScheduler.__init__
+    cls = {"AsyncHyperBandScheduler": AsyncHyperBandScheduler, "OptunaSearch": OptunaSearch}[ray_class]
+    original = cls.__init__
 
     def renamed(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        self._rung_brackets = self.__dict__.pop("_brackets")  # as a Ray release might rename it
+        setattr(self, f"_renamed{attr}", self.__dict__.pop(attr))  # as a Ray release might rename it
 
-    monkeypatch.setattr(AsyncHyperBandScheduler, "__init__", renamed)
-    with pytest.raises(RayInternalsError, match=r"has no _brackets.*pip install 'ray\[tune\]==2\.60\.\*'"):
-        PersistentASHA(time_attr="training_iteration", max_t=4, grace_period=1, reduction_factor=2,
-                       metric="val_acc", mode="max", state_path=tmp_path / "asha.json")
+    monkeypatch.setattr(cls, "__init__", renamed)
+    with pytest.raises(RayInternalsError, match=rf"{ray_class} has no {attr}, which the search's .* relies on; "
+                                                r"install the tested Ray: pip install 'ray\[tune\]==2\.60\.\*'"):
+        build(tmp_path)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -18,10 +19,13 @@ import spaces
 from model import build_model
 from model.config import RunConfig
 from model.train import evaluate_test
+from search.cli import config_from_args, get_args_parser
+from search.config import parse_choices
+from search.errors import SearchError
 from search.retrain import load_best_model, load_search_data
-from search.cli import SearchError, parse_choices
-from search.run import get_args_parser, main
-from spaces import sample_space
+from search.run import main
+from spaces.asks import inspect_space, sample_space
+from spaces.narrow import narrow_space
 from tests.test_report import _array, _only_figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,9 +45,10 @@ def load_study(out):
 
 @pytest.fixture(scope="module")
 def finished_search(image_folder, tmp_path_factory):
+    """A finished search, retrained and reported; its split and subset are seeded apart from its trials."""
     out = tmp_path_factory.mktemp("search") / "smoke"
     proc = run_search(*SEARCH, "--data", str(image_folder), "--out", str(out), "--num-samples", "8",
-                      "--max-epochs", "3")
+                      "--max-epochs", "3", "--split-seed", "3", "--train-subset", "600")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc
 
@@ -90,8 +95,26 @@ def test_retrained_model_reproduces_its_test_accuracy(finished_search):
                                                   load_best_model(out).state_dict().values()))
     data = load_search_data(out)
     assert evaluate_test(model, cfg, data)["test_acc"] == metrics["test_acc"]
-    assert metrics["test_acc"] > 0.5 and metrics["epochs"] == 3 and metrics["train_images"] == 1000
+    assert metrics["test_acc"] > 0.5 and metrics["epochs"] == 3 and metrics["train_images"] == 600 + 200
     assert len(json.loads((out / "best" / "history.json").read_text())) == 3
+
+
+@pytest.mark.slow
+def test_the_retrain_trains_on_the_data_the_search_searched_on(finished_search, tmp_path):
+    out, _ = finished_search
+    searched = json.loads((out / "search.json").read_text())["data"]
+    assert (searched["seed"], searched["train_subset"]) == (3, 600)  # --split-seed, not --seed 0
+    # The retrain that followed the search, and `python -m search.retrain` later, from the files alone.
+    later = tmp_path / "later"
+    (later / "best").mkdir(parents=True)
+    shutil.copy(out / "search.json", later / "search.json")
+    shutil.copy(out / "best" / "config.json", later / "best" / "config.json")
+    proc = subprocess.run([sys.executable, "-m", "search.retrain", str(later), "--epochs", "1", "--device", "cpu"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for run in (out, later):
+        retrained = json.loads((run / "best" / "metrics.json").read_text())["data"]
+        assert retrained == searched and retrained["fingerprint"] == searched["fingerprint"]
 
 
 @pytest.mark.slow
@@ -212,7 +235,7 @@ def test_resume_after_sigkill(image_folder, tmp_path):
 
 def narrowed(name, choices, archs_allowed=None):
     fn = spaces.get_space(name)
-    return spaces.narrow_space(fn, spaces.inspect_space(fn, name), parse_choices(choices), archs_allowed)[0]
+    return narrow_space(fn, inspect_space(fn, name), parse_choices(choices), archs_allowed)[0]
 
 
 def test_choices_narrow_a_space_and_bad_ones_are_refused():
@@ -233,17 +256,14 @@ def test_choices_narrow_a_space_and_bad_ones_are_refused():
 
 
 def test_baseline_flags_build_random_search_without_early_stopping(tmp_path):
-    from search.schedulers import PersistentASHA
-    from search.tuner import make_tuner
+    from search.asha import PersistentASHA
+    from search.tuner import make_sampler, make_scheduler
 
-    def build(*flags):
-        args = get_args_parser().parse_args(["--space", "smoke", "--out", str(tmp_path), *flags])
-        tuner = make_tuner(args, tmp_path, str(tmp_path), spaces.get_space("smoke"), lambda config: None)
-        return tuner._local_tuner._tune_config  # the test looks inside; the code does not
+    def config(*flags):
+        return config_from_args(get_args_parser().parse_args(["--space", "smoke", "--out", str(tmp_path), *flags]))
 
-    default = build()
-    assert isinstance(default.scheduler, PersistentASHA)
-    assert isinstance(default.search_alg._sampler, optuna.samplers.TPESampler)
-    baseline = build("--sampler", "random", "--scheduler", "fifo")
-    assert baseline.scheduler is None
-    assert isinstance(baseline.search_alg._sampler, optuna.samplers.RandomSampler)
+    default, baseline = config(), config("--sampler", "random", "--scheduler", "fifo")
+    assert isinstance(make_scheduler(default, tmp_path), PersistentASHA)
+    assert isinstance(make_sampler(default), optuna.samplers.TPESampler)
+    assert make_scheduler(baseline, tmp_path) is None
+    assert isinstance(make_sampler(baseline), optuna.samplers.RandomSampler)

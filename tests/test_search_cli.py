@@ -16,8 +16,9 @@ import pytest
 import torch
 import torchvision
 
-from search.cli import changed_flags, check_address, get_args_parser
+from search.cli import config_from_args, get_args_parser
 from search.lock import LOCK_NAME, OutLock
+from search.ray_start import check_address
 from search.run import main
 from tests.test_search import run_search
 
@@ -62,16 +63,20 @@ def test_a_held_out_folder_is_refused_and_left_alone(tmp_path, capsys, image_fol
 
 def test_resume_refuses_changed_search_flags_by_name(tmp_path, capsys, image_folder, monkeypatch):
     parse = get_args_parser().parse_args
-    saved = vars(parse(["--space", "smoke", "--num-samples", "8", "--max-epochs", "4"]))
-    same = parse(["--space", "smoke", "--num-samples", "8", "--max-epochs", "4", "--resume", "--verbose", "0"])
-    assert changed_flags(saved, same) == []  # --resume, --verbose and such may differ
-    more = parse(["--space", "smoke", "--num-samples", "12", "--max-epochs", "4", "--max-concurrent", "3"])
-    changed = changed_flags(saved, more)
-    assert [c.split()[0] for c in changed] == ["--num-samples", "--max-concurrent"]
+
+    def config(*flags):
+        return config_from_args(parse(["--space", "smoke", "--data", str(image_folder), *flags]))
+
+    saved = config("--num-samples", "8", "--max-epochs", "4")
+    same = config("--num-samples", "8", "--max-epochs", "4", "--verbose", "0", "--no-report", "--out", "x")
+    assert same.changed_flags(saved) == []  # --verbose, --no-report, --out and such may differ
+    more = config("--num-samples", "12", "--max-epochs", "4", "--max-concurrent", "3", "--no-amp")
+    assert [c.split()[0] for c in more.changed_flags(saved)] == ["--num-samples", "--max-concurrent", "--no-amp"]
+    assert "--no-amp (was off, now on)" in more.changed_flags(saved)
     # Through main: a resumable experiment whose search.json says 8 samples.
     out = tmp_path / "o"
     (out / "tune").mkdir(parents=True)
-    (out / "search.json").write_text(json.dumps({"args": {**saved, "data": str(image_folder)}}))
+    (out / "search.json").write_text(json.dumps({"config": saved.to_dict()}))
     from ray import tune
 
     monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: True))

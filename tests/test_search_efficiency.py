@@ -14,7 +14,8 @@ import pytest
 from benchmarks import search_efficiency as bench
 from benchmarks.anytime import (EpochEvent, anytime_curve, band, event_times, final_best, first_reach, mean_sd,
                                 read_events, step_value)
-from benchmarks.anytime_plot import PLOTLY_JS, anytime_figure, write_figure
+from benchmarks.anytime_plot import anytime_figure, write_figure
+from search.plots import PLOTLY_JS
 
 MAX = 3  # max_epochs of the hand-made searches
 
@@ -235,9 +236,9 @@ def test_arm_flags_come_last_and_arms_can_be_defined(tmp_path):
     assert argv[-6:] == ["--sampler", "tpe", "--scheduler", "fifo", "--max-epochs", "4"]
     assert argv[argv.index("--seed") + 1] == "3" and argv[argv.index("--split-seed") + 1] == "0"
     assert argv[argv.index("--choices") + 1] == "arch=resnet20"
-    parsed = bench.search_run.get_args_parser().parse_args(argv)
+    parsed = bench.search_cli.get_args_parser().parse_args(argv)
     assert (parsed.max_epochs, parsed.sampler, parsed.seed, parsed.cpus_per_trial) == (4, "tpe", 3, 1)
-    assert bench.search_run.get_args_parser().parse_args(bench.search_argv("random_fifo", 3, args)).scheduler == "fifo"
+    assert bench.search_cli.get_args_parser().parse_args(bench.search_argv("random_fifo", 3, args)).scheduler == "fifo"
 
 
 def test_bad_arms_fail_before_anything_runs(tmp_path):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from search import report
-from search.cli import get_args_parser
+from search.config import SearchConfig
 from search.tuner import n_startup_trials
 from spaces.definitions import SCRATCH_RECIPE
 from tests.test_search import SEARCH, load_study, run_search
@@ -17,13 +17,13 @@ TrialState = optuna.trial.TrialState
 
 
 def test_tpe_startup_scales_with_the_budget():
-    def startup(*flags):
-        return n_startup_trials(get_args_parser().parse_args(["--space", "smoke", *flags]))
+    def startup(**settings):
+        return n_startup_trials(SearchConfig(space="smoke", **settings))
 
-    assert startup("--num-samples", "10") == 4  # not Optuna's 10, which would make it random search
-    assert startup("--num-samples", "32") == 8
-    assert startup("--num-samples", "100") == 25
-    assert startup("--num-samples", "100", "--n-startup-trials", "3") == 3
+    assert startup(num_samples=10) == 4  # not Optuna's 10, which would make it random search
+    assert startup(num_samples=32) == 8
+    assert startup(num_samples=100) == 25
+    assert startup(num_samples=100, n_startup_trials=3) == 3
 
 
 @pytest.mark.slow

@@ -2,17 +2,17 @@ import optuna
 import pytest
 
 import spaces
-from spaces import sample_space
 from model.config import RunConfig
-from search.trial import run_config
+from search.config import trial_config
+from spaces.asks import sample_space
 
 
 @pytest.mark.parametrize("name", spaces.list_spaces())
 def test_every_space_suggests_valid_run_configs(name):
     trials = sample_space(spaces.get_space(name), 30)
-    fixed = {"epochs": 3, "seed": 0, "device": "cpu", "weights_by_arch": {"resnet18": "w18.pth"}}
+    base = RunConfig(epochs=3, seed=0, device="cpu")
     for t in trials:
-        cfg = run_config(t.params, fixed)  # every parameter is a RunConfig field with a valid value
+        cfg = trial_config(base, t.params, {"resnet18": "w18.pth"})  # every parameter is a RunConfig field
         assert isinstance(cfg, RunConfig) and cfg.epochs == 3
         if cfg.arch == "resnet18" and spaces.needs_weights(name):
             assert cfg.weights == "w18.pth"

@@ -27,7 +27,9 @@ from benchmarks.curves.table import read_table
 def load_space(table, space_name: str):
     """The recorded space, narrowed to the table's categorical values that a --choices fixed (arch)."""
     import spaces
-    from spaces.asks import fit_recipe, inspect_space, narrow_space
+    from spaces.asks import inspect_space
+    from spaces.narrow import narrow_space
+    from spaces.recipe import fit_recipe
 
     fn = spaces.get_space(space_name)
     info = inspect_space(fn, space_name)

@@ -90,7 +90,8 @@ def build_search(arm: Arm, space, recipe: dict | None, seed: int, num_samples: i
     """The searcher and scheduler that ``search.run`` builds for these flags (``storage``: Optuna's; in memory)."""
     from ray.tune.search.optuna import OptunaSearch
 
-    from search.schedulers import PersistentASHA, PruneAwareOptunaSearch
+    from search.asha import PersistentASHA
+    from search.searcher import PruneAwareOptunaSearch
 
     if arm.sampler == "tpe":
         startup = max(4, num_samples // 4) if arm.startup == "quarter" else int(arm.startup)

@@ -54,7 +54,9 @@ EXTRA_RECIPES = [
 def plan_configs(space_name: str, choices: dict[str, list[str]], n: int, seed: int) -> list[dict]:
     """The space's recipe, the extra recipes, then a seeded random sample: ``n`` configs in all."""
     import spaces
-    from spaces.asks import fit_recipe, inspect_space, narrow_space, sample_space
+    from spaces.asks import inspect_space, sample_space
+    from spaces.narrow import narrow_space
+    from spaces.recipe import fit_recipe
 
     fn = spaces.get_space(space_name)
     info = inspect_space(fn, space_name)

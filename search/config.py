@@ -1,0 +1,215 @@
+"""``SearchConfig``: one search as one typed object, the way ``RunConfig`` is one training run.
+
+The command line builds it from its flags (``cli.py`` makes the flags from its fields), a Python
+caller builds it directly. It is saved whole in ``search.json``, and ``--resume``,
+``search.retrain``, ``--warm-start`` and ``search.report`` reload it from there.
+
+Example::
+
+    from search import SearchConfig, run_search
+
+    result = run_search(SearchConfig(space="smoke", data="images/", num_samples=4, max_epochs=2))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import MISSING, dataclass
+from pathlib import Path
+
+import spaces
+from model.config import DataConfig, RunConfig
+from model.data import CIFAR10Data
+from model.flags import check_choices, config_from_dict, field_default, flag_name, setting
+
+from .constants import SEARCH_JSON
+from .errors import SearchError
+
+
+def parse_choices(items: list[str]) -> dict[str, list[str]]:
+    """``["arch=resnet20,resnet32", "batch_size=128"]`` -> ``{"arch": [...], "batch_size": ["128"]}``."""
+    choices = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name or not values:
+            raise SearchError(f"--choices {item!r}: expected NAME=VALUE[,VALUE...], e.g. arch=resnet20,resnet32")
+        choices[name] = values.split(",")
+    return choices
+
+
+def parse_duration(text: str | float) -> float:
+    """``"90m"``, ``"2h"``, ``"1h30m"``, ``"45s"`` or plain seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise SearchError(f"--time-budget {text!r}: expected a duration like 90m, 2h, 1h30m or 3600s")
+        seconds = sum(float(n) * units[u] for n, u in parts)
+    if seconds <= 0:
+        raise SearchError(f"--time-budget {text!r} must be positive")
+    return seconds
+
+
+@dataclass(kw_only=True)
+class SearchConfig(DataConfig):
+    """Every setting of a search, with its default. ``defining=False`` marks those a ``--resume`` may change.
+
+    The data settings (``data``, ``download``, ``val_size``, ``train_subset``) are ``DataConfig``'s,
+    shared with ``model.train``.
+    """
+
+    # What is searched
+    space: str = setting(MISSING, f"search space: {', '.join(spaces.list_spaces())}, {spaces.USER_SPACE_HELP} "
+                                  "(a define-by-run function of an optuna.Trial suggesting RunConfig fields)",
+                         metavar="SPACE")
+    choices: dict[str, list[str]] = setting({}, "narrow a categorical parameter of the space to some of its choices, "
+                                                "e.g. arch=resnet20,resnet32 (repeatable)",
+                                            metavar="NAME=V1,V2", repeat=parse_choices)
+    weights: str | None = setting(None, "pretrained weights for pretrained spaces: 'imagenet', a torchvision "
+                                        "state-dict file (fixes the architecture), or a folder of resnet18/34/50 .pth "
+                                        "files. Loaded once on the driver and sent to the trials",
+                                  default_text="imagenet in pretrained spaces, from torchvision's cache or downloaded")
+    recipe: bool = setting(True, "do not evaluate the space's recipe (its config from the literature) as the first "
+                                 "trial")
+    warm_start: str | None = setting(None, "an earlier search's --out of the same space: its finished trials inform "
+                                           "the sampler (they do not count against --num-samples)", metavar="RUN_DIR")
+    # The budget, and how it is spent
+    num_samples: int = setting(32, "trials in total (a resumed search counts old ones)")
+    max_epochs: int = setting(30, "epochs of a trial that is never stopped; ASHA's max_t; the retrain's default "
+                                  "budget")
+    grace_period: int = setting(2, "epochs every trial runs before ASHA may stop it")
+    reduction_factor: float = setting(3, "ASHA keeps the top 1/R of trials at each rung (rungs at G, G*R, G*R^2 ... "
+                                         "epochs)")
+    sampler: str = setting("tpe", "Optuna sampler: TPE (multivariate, constant liar) or random search, as a baseline",
+                           choices=("tpe", "random"))
+    scheduler: str = setting("asha", "ASHA early stopping, or fifo: every trial runs all --max-epochs (a baseline)",
+                             choices=("asha", "fifo"))
+    n_startup_trials: int | None = setting(None, "random trials before TPE models the results",
+                                           default_text="max(4, num_samples // 4)")
+    time_budget: str | None = setting(None, "stop the search after this long (e.g. 90m, 2h, 3600s); trials cut short "
+                                            "are PRUNED", metavar="DURATION", defining=False)
+    seed: int = setting(0, "seed of the sampler and of every trial")
+    split_seed: int | None = setting(None, "seed of the validation split and --train-subset", default_text="--seed")
+    # What each trial gets
+    cpus_per_trial: float = setting(2, "CPUs per trial (torch threads on CPU trials)")
+    gpus_per_trial: float | None = setting(None, "GPUs per trial, fractions allowed (0.5: two trials share a GPU)",
+                                           default_text="0.5 when the cluster has GPUs, else 0 (trials on CPUs)")
+    max_concurrent: int | None = setting(None, "at most K trials at once",
+                                         default_text="as many as the resources allow")
+    compile: bool = setting(False, "torch.compile each trial's model (GPUs; no gain on CPU)")
+    amp: bool = setting(True, "train in fp32 on GPUs (default: bf16, or fp16 before Ampere)")
+    # Where it runs and what it writes
+    out: str | None = setting(None, "output folder", default_text="runs/SPACE", defining=False)
+    address: str | None = setting(None, "join an existing Ray cluster: 'auto' or 'IP:PORT'. For a remote cluster, "
+                                        "run this command on it with `ray job submit`",
+                                  default_text="start Ray locally", defining=False)
+    storage_path: str | None = setting(None, "where the Ray experiment and trial checkpoints live: a path every node "
+                                             "shares, or s3://bucket/prefix",
+                                       default_text="the --out folder; a multi-node cluster is checked first")
+    max_failures: int = setting(2, "retries of a crashed trial from its last checkpoint", defining=False)
+    # What follows the search
+    retrain: bool = setting(True, "skip retraining the best config at the end", defining=False)
+    retrain_epochs: int | None = setting(None, "epochs of the retrain", default_text="--max-epochs", defining=False)
+    report: bool = setting(True, "skip writing report.html and plots/", defining=False)
+    verbose: int = setting(1, "Tune's console output level", choices=(0, 1, 2), defining=False)
+
+    def __post_init__(self) -> None:
+        try:
+            check_choices(self)
+        except ValueError as e:
+            raise SearchError(str(e)) from None
+        for name in ("num_samples", "max_epochs", "grace_period"):
+            if getattr(self, name) < 1:
+                raise SearchError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.grace_period > self.max_epochs:
+            raise SearchError(f"--grace-period {self.grace_period} is larger than --max-epochs {self.max_epochs}")
+        if self.reduction_factor <= 1:
+            raise SearchError(f"--reduction-factor must be > 1, got {self.reduction_factor}")
+        if self.cpus_per_trial <= 0:
+            raise SearchError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
+        if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
+            raise SearchError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}")
+        if self.n_startup_trials is not None and self.n_startup_trials < 0:
+            raise SearchError(f"--n-startup-trials must be >= 0, got {self.n_startup_trials}")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)
+        # Matched against the space's own values as text, as --choices gives them.
+        self.choices = {name: [str(v) for v in values] for name, values in self.choices.items()}
+
+    @property
+    def study_name(self) -> str:
+        """The Optuna study's name: the space's name (a user space's function name)."""
+        return self.space.rpartition(":")[2]
+
+    @property
+    def time_budget_s(self) -> float | None:
+        return None if self.time_budget is None else parse_duration(self.time_budget)
+
+    def out_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.study_name}").expanduser().resolve()
+
+    def search_data(self) -> CIFAR10Data:
+        """The data every trial and the retrain see: split and subset with ``split_seed`` (default: ``seed``)."""
+        return self.load_data(self.seed if self.split_seed is None else self.split_seed)
+
+    def base_run_config(self, device: str) -> RunConfig:
+        """What every trial's RunConfig shares; the space's parameters fill in the rest."""
+        return RunConfig(epochs=self.max_epochs, seed=self.seed, device=device, compile=self.compile, amp=self.amp)
+
+    def changed_flags(self, saved: SearchConfig) -> list[str]:
+        """The flags defining the search whose value differs from ``saved``'s, as ``--flag (was X, now Y)``."""
+        changed = []
+        for f in dataclasses.fields(self):
+            old, new = getattr(saved, f.name), getattr(self, f.name)
+            if not f.metadata.get("defining", True) or old == new:
+                continue
+            if isinstance(new, bool):  # said as the flag: on when given
+                old, new = ("on" if v != field_default(f) else "off" for v in (old, new))
+            else:
+                old, new = repr(old), repr(new)
+            changed.append(f"{flag_name(f)} (was {old}, now {new})")
+        return changed
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchConfig:
+        return config_from_dict(cls, d, SearchError)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> SearchConfig:
+        """The config of the search in ``run_dir``, from its ``search.json``."""
+        path = Path(run_dir) / SEARCH_JSON
+        if not path.is_file():
+            raise SearchError(f"{path} not found: {run_dir} holds no search (pass a search's --out folder)")
+        saved = json.loads(path.read_text())
+        return cls.from_dict(saved["config"] if "config" in saved else _from_flags(saved["args"]))
+
+
+def trial_config(base: RunConfig, params: dict, weights_by_arch: dict[str, str] | None = None) -> RunConfig:
+    """A trial's RunConfig: the space's ``params`` over the search's ``base``.
+
+    ``weights_by_arch`` maps each pretrained architecture to where its weights came from (the
+    fine-tune space chooses the architecture, the command line says where weights come from).
+    """
+    cfg = {**base.to_dict(), **params}
+    if cfg.get("arch") in (weights_by_arch or {}):
+        cfg["weights"] = weights_by_arch[cfg["arch"]]
+    return RunConfig.from_dict(cfg)
+
+
+def _from_flags(args: dict) -> dict:
+    """A config from a ``search.json`` written before SearchConfig, which saved the parsed flags as ``args``."""
+    names = {f.name for f in dataclasses.fields(SearchConfig)}
+    config = {k: v for k, v in args.items() if k in names}
+    for flag in ("recipe", "amp", "retrain", "report"):
+        if f"no_{flag}" in args:
+            config[flag] = not args[f"no_{flag}"]
+    config["choices"] = parse_choices(args.get("choices") or [])
+    return config

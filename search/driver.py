@@ -1,0 +1,206 @@
+"""``run_search``: one search, from a ``SearchConfig`` to a ``SearchResult``, on the Ray driver.
+
+The steps: check the run folder, load the data and the weights once, start or join Ray, check
+every node, run the Tuner (or restore it), end the trials Tune left RUNNING, write the results,
+then retrain the best config and write the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+import spaces
+from model.data import CIFAR10Data
+from spaces.asks import inspect_space
+from spaces.narrow import narrow_space
+from spaces.recipe import fit_recipe
+
+from .config import SearchConfig
+from .constants import ASHA_STATE, EXPERIMENT, SEARCH_JSON, STUDY_DB, study_url
+from .errors import RetrainError, SearchError
+from .lock import LOCK_NAME, OutLock
+from .ray_start import check_address, ray_session, resolve_gpus, trial_device
+from .results import SearchResult, print_summary, write_results, write_started
+from .warm_start import WarmStart, load_warm_trials
+from .weights import resolve_weights
+
+
+def run_search(config: SearchConfig, *, resume: bool = False) -> SearchResult:
+    """Run the search ``config`` describes in ``config.out``, or with ``resume`` continue the one there.
+
+    Raises SearchError (and DataError, WeightsError, RayInternalsError) for bad input before any
+    trial starts, and RetrainError if the retrain fails after the search. An interrupted search
+    returns with ``interrupted=True``: ``run_search(config, resume=True)`` continues it.
+    """
+    if config.address is not None:
+        check_address(config.address)
+    out = config.out_dir()
+    config = dataclasses.replace(config, out=str(out))
+    storage_path = storage_location(config, out)
+    created = [d for d in (out, *out.parents) if not d.exists()]  # out and the folders made for it
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with OutLock(out):
+            check_resume(config, resume, out, f"{storage_path}/{EXPERIMENT}")
+            return _search(config, resume, out, storage_path)
+    finally:
+        # A search refused before it wrote anything leaves no empty --out behind.
+        if created and {p.name for p in out.iterdir()} <= {LOCK_NAME}:
+            (out / LOCK_NAME).unlink(missing_ok=True)
+            for folder in created:
+                folder.rmdir()
+
+
+def storage_location(config: SearchConfig, out: Path) -> str:
+    storage_path = config.storage_path or str(out)
+    if "://" not in storage_path:
+        storage_path = str(Path(storage_path).expanduser().resolve())
+    return storage_path.rstrip("/")
+
+
+def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path: str) -> None:
+    """A new search never overwrites one; a resume finds its experiment and keeps its defining settings."""
+    if not resume:
+        if (out / STUDY_DB).exists() or (out / ASHA_STATE).exists():
+            raise SearchError(f"{out} already holds a search; pass --resume to continue it, or choose another --out")
+        return
+    from ray import tune
+
+    if not tune.Tuner.can_restore(experiment_path):
+        raise SearchError(f"--resume: no Ray experiment to resume at {experiment_path}; "
+                          "run without --resume to start a new search")
+    if (out / SEARCH_JSON).exists():
+        changed = config.changed_flags(SearchConfig.from_run(out))
+        if changed:
+            raise SearchError(f"--resume continues the search as it was defined; these flags differ: "
+                              f"{'; '.join(changed)}. Resume with the original values, or start a new search in "
+                              "another --out")
+
+
+@dataclass
+class _Plan:
+    """What a search needs before Ray starts, all checked: its space, weights, recipe, data and warm start."""
+
+    space: object
+    params: tuple[str, ...]
+    weights: dict[str, tuple[str, dict]]  # arch -> (where the weights came from, state dict)
+    recipe: dict | None
+    data: CIFAR10Data
+    warm: WarmStart | None
+
+
+def _search(config: SearchConfig, resume: bool, out: Path, storage_path: str) -> SearchResult:
+    t_start = time.perf_counter()  # --time-budget counts from here: data, Ray and preflight included
+    space_fn = spaces.get_space(config.space)
+    info = inspect_space(space_fn, config.space)
+    weights = resolve_weights(config.space, config.weights, info.archs)
+    space, narrowed = narrow_space(space_fn, info, config.choices, archs_allowed=list(weights) if weights else None,
+                                   name=config.space)
+    recipe = fit_recipe(spaces.get_recipe(config.space), info, narrowed) if config.recipe else None
+    data = config.search_data()
+    warm = None
+    if config.warm_start and not resume:
+        warm = load_warm_trials(config, Path(config.warm_start), data.describe())
+    with ray_session(config.address, config.verbose):
+        return _tune(config, resume, out, storage_path, t_start, _Plan(space, info.params, weights, recipe, data, warm))
+
+
+def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_start: float,
+          plan: _Plan) -> SearchResult:
+    import ray
+    from ray import tune
+
+    from .states import settle, tune_statuses
+    from .trial import train_trial
+    from .tuner import create_study, make_tuner, restore_tuner
+
+    experiment_path = f"{storage_path}/{EXPERIMENT}"
+    data, warm = plan.data, plan.warm
+    resources = ray.cluster_resources()
+    gpus = resolve_gpus(config.gpus_per_trial, resources.get("GPU", 0))
+    if config.address is None and config.cpus_per_trial > resources.get("CPU", 0):
+        # Tune would wait forever for a node that a local Ray will never get.
+        raise SearchError(f"--cpus-per-trial {config.cpus_per_trial:g} is more than this machine's "
+                          f"{resources.get('CPU', 0):g} CPUs; lower it or join a cluster with --address")
+    extra = preflight(config, storage_path, gpus)
+    base = config.base_run_config(trial_device(gpus))
+    weights_by_arch = {arch: label for arch, (label, _) in plan.weights.items()}
+    pretrained = {arch: state for arch, (_, state) in plan.weights.items()}
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, data=data, base=base, weights_by_arch=weights_by_arch,
+                             pretrained=pretrained),
+        {"cpu": config.cpus_per_trial, "gpu": gpus},
+    )
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    if resume:
+        tuner = restore_tuner(experiment_path, trainable)
+        previous = json.loads((out / SEARCH_JSON).read_text()) if (out / SEARCH_JSON).exists() else {}
+        started = previous.get("started", started)
+        t0 -= previous.get("wall_seconds") or 0.0
+    else:
+        study = create_study(out, config.study_name)
+        if warm is not None:
+            warm.add_to(study)
+        budget = config.time_budget_s - (time.perf_counter() - t_start) if config.time_budget else None
+        tuner = make_tuner(config, out, storage_path, plan.space, trainable, params=plan.params,
+                           time_budget_s=budget, points_to_evaluate=[plan.recipe] if plan.recipe else None)
+    write_started(out, config, started, data.describe(), extra)
+    grid = tuner.fit()
+    wall = time.perf_counter() - t0
+
+    study = optuna.load_study(study_name=config.study_name, storage=study_url(out))
+    budget_hit = config.time_budget is not None and time.perf_counter() - t_start >= config.time_budget_s
+    unfinished = settle(study, budget_hit)
+    tune_ids = set(tune_statuses(study))
+    interrupted = bool(unfinished) or (len(tune_ids) < config.num_samples and not budget_hit)
+    summary = write_results(config, out, study, tune_ids, base, weights_by_arch, data.describe(), started, wall,
+                            extra={**extra, "time_budget_hit": budget_hit, "interrupted": interrupted,
+                                   "warm_start": warm.describe() if warm else None})
+    print_summary(summary, out, storage_path)
+    if grid.errors:
+        print(f"note: {len(grid.errors)} trial(s) failed after retries; see {experiment_path}", file=sys.stderr)
+    if interrupted:
+        print(f"error: the search was interrupted with {len(tune_ids)} of {config.num_samples} trials started and "
+              f"{len(unfinished)} unfinished; continue it with the same command and --resume", file=sys.stderr)
+        return SearchResult.from_run(out)
+    if budget_hit:
+        print(f"note: --time-budget {config.time_budget} reached after {len(tune_ids)} of {config.num_samples} "
+              "trials", file=sys.stderr)
+
+    if config.retrain and summary["best_trial"] is not None:
+        from .retrain import retrain_run
+
+        try:
+            retrain_run(out, epochs=config.retrain_epochs, data=data, cpus=config.cpus_per_trial, gpus=gpus,
+                        use_ray=config.address is not None, pretrained=pretrained)
+        except Exception as e:  # the search's results are already on disk and stay valid
+            raise RetrainError(f"the retrain failed ({e.__class__.__name__}: {e}); the search results in {out} are "
+                               f"intact; run it again with: python -m search.retrain {out}") from e
+    if config.report:
+        from .report import build_report
+
+        print(f"  report: {build_report(out)}")
+    return SearchResult.from_run(out)
+
+
+def preflight(config: SearchConfig, storage_path: str, gpus: float) -> dict:
+    """Cluster checks before any trial starts: storage every node reaches, GPUs that work."""
+    from . import preflight as checks
+
+    found = {}
+    try:
+        checks.check_reach(storage_path)
+        if gpus > 0:
+            found["gpus"] = checks.check_gpus(amp=config.amp, gpus_per_trial=gpus)
+    except checks.PreflightError as e:
+        raise SearchError(str(e)) from None
+    return found

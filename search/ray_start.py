@@ -1,0 +1,84 @@
+"""Ray start-up: the cluster a search joins or starts, and the devices its trials get."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+
+from .errors import SearchError
+
+
+def check_address(address: str, timeout: float = 10.0) -> None:
+    """Refuse Ray Client and unreachable heads in one line, before Ray's minutes of GCS retries."""
+    if address.startswith("ray://"):
+        raise SearchError(f"--address {address}: Ray Client is not supported (Tune's driver would run on the head, "
+                          "where --out and study.db do not exist); run the search on the cluster instead: "
+                          "ray job submit --address http://HEAD:8265 --working-dir . -- python -m search.run ...")
+    if address == "auto":
+        return  # Ray finds the local cluster itself, and says so at once if there is none
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SearchError(f"--address {address}: expected 'auto' or IP:PORT of a Ray head (port 6379 by default)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise SearchError(f"--address {address}: no Ray head answers there ({e.strerror or e}); start one with "
+                          f"`ray start --head` or check the address and firewall") from None
+
+
+def init_ray(address: str | None, verbose: int) -> bool:
+    """Join the cluster at ``address``, or start a local Ray; True if this call started it."""
+    import ray
+
+    # Tune's new console output ignores custom reporters; the classic table shows our columns.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Snapshot the experiment often: a driver killed with SIGKILL resumes from the last one.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+    if ray.is_initialized():
+        return False
+    # "local": a plain ray.init() would join any cluster this machine started earlier.
+    kwargs = dict(address=address or "local", log_to_driver=verbose >= 2)
+    if address is None:
+        kwargs.update(include_dashboard=False)
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as e:
+        raise SearchError(f"--address {address}: cannot join the Ray cluster ({str(e).splitlines()[0]}); "
+                          "start one with `ray start --head` or check the address") from None
+    return True
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, verbose: int):
+    """Ray for the length of the block: joined or started here, and shut down after if this started it."""
+    started = init_ray(address, verbose)
+    try:
+        yield
+    finally:
+        if started:  # a Python caller gets its process back as it was
+            import ray
+
+            ray.shutdown()
+
+
+def resolve_gpus(requested: float | None, cluster_gpus: float) -> float:
+    """GPUs per trial: ``requested``, or 0.5 when the cluster has GPUs and 0 when it has none."""
+    if requested is None:
+        if cluster_gpus == 0:
+            print("note: no GPU in the Ray cluster; trials run on CPUs (--gpus-per-trial 0)", file=sys.stderr)
+            return 0.0
+        return 0.5
+    if requested > 0 and cluster_gpus == 0:
+        raise SearchError(f"--gpus-per-trial {requested} asked for, but the Ray cluster has no GPU; "
+                          "use --gpus-per-trial 0 or join a GPU cluster with --address")
+    if requested > cluster_gpus:
+        raise SearchError(f"--gpus-per-trial {requested} is more than the cluster's {cluster_gpus:g} GPUs")
+    return requested
+
+
+def trial_device(gpus: float) -> str:
+    """The device of a trial (and of the retrain) that Ray gives ``gpus`` GPUs: CPU trials never touch CUDA."""
+    return "cuda" if gpus > 0 else "cpu"
