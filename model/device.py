@@ -8,7 +8,6 @@ import random
 import numpy as np
 import torch
 
-PRECISIONS = ("bf16", "fp16", "fp32")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
