@@ -48,14 +48,18 @@ def create_study(out: Path, study_name: str) -> optuna.Study:
     return study
 
 
-def make_searcher(config: SearchConfig, out: Path, space, points_to_evaluate: list[dict] | None = None):
-    """``space`` searched by Optuna in ``OUT/study.db``; ``points_to_evaluate`` (the recipe) go first."""
+def make_searcher(config: SearchConfig, out: Path, space, points_to_evaluate: list[dict] | None = None,
+                  storage: optuna.storages.BaseStorage | None = None):
+    """``space`` searched by Optuna in ``OUT/study.db``; ``points_to_evaluate`` (the recipe) go first.
+
+    ``storage`` replaces the study's database (the search-quality simulator keeps it in memory).
+    """
     return PruneAwareOptunaSearch(
         space,
         metric=METRIC,
         mode=MODE,
         sampler=make_sampler(config),
-        storage=optuna.storages.RDBStorage(study_url(out)),
+        storage=storage or optuna.storages.RDBStorage(study_url(out)),
         study_name=config.study_name,
         max_t=config.max_epochs,
         points_to_evaluate=points_to_evaluate or None,

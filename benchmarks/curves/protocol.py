@@ -87,30 +87,35 @@ def num_trials(arm: Arm, budget: int, max_t: int) -> int:
 
 def build_search(arm: Arm, space, recipe: dict | None, seed: int, num_samples: int, max_t: int, state_dir: Path,
                  storage=None):
-    """The searcher and scheduler that ``search.run`` builds for these flags (``storage``: Optuna's; in memory)."""
+    """The searcher and scheduler that ``search.run`` builds for the arm's flags, by its own factories.
+
+    ``storage``: the study's (in memory by default). The two arms that are not flags of
+    search.run change one thing each: the sampler's constant liar, or Ray's stock searcher.
+    """
     from ray.tune.search.optuna import OptunaSearch
 
-    from search.asha import PersistentASHA
+    from search.config import SearchConfig
     from search.searcher import PruneAwareOptunaSearch
+    from search.tuner import make_sampler, make_scheduler, make_searcher, n_startup_trials
 
-    if arm.sampler == "tpe":
-        startup = max(4, num_samples // 4) if arm.startup == "quarter" else int(arm.startup)
-        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=arm.constant_liar,
-                                             n_startup_trials=startup)
+    config = SearchConfig(space="scratch", sampler=arm.sampler, scheduler=arm.scheduler, recipe=arm.recipe,
+                          num_samples=num_samples, max_epochs=max_t, seed=seed, grace_period=arm.grace_period,
+                          reduction_factor=arm.reduction_factor,
+                          n_startup_trials=None if arm.startup == "quarter" else int(arm.startup))
+    points = [recipe] if config.recipe and recipe else None
+    storage = storage or optuna.storages.InMemoryStorage()
+    if arm.prune_aware and arm.constant_liar:
+        searcher = make_searcher(config, state_dir, space, points, storage=storage)
     else:
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-    points = [recipe] if arm.recipe and recipe else None
-    common = dict(metric="val_acc", mode="max", sampler=sampler, points_to_evaluate=points, storage=storage)
-    if arm.prune_aware:
-        searcher = PruneAwareOptunaSearch(space, max_t=max_t, **common)
-    else:
-        searcher = OptunaSearch(space, **common)
-    scheduler = None
-    if arm.scheduler == "asha":
-        scheduler = PersistentASHA(time_attr="training_iteration", max_t=max_t, grace_period=arm.grace_period,
-                                   reduction_factor=arm.reduction_factor, metric="val_acc", mode="max",
-                                   state_path=state_dir / "asha_state.json")
-    return searcher, scheduler
+        sampler = make_sampler(config)
+        if not arm.constant_liar:
+            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=False,
+                                                 n_startup_trials=n_startup_trials(config))
+        kwargs = dict(metric="val_acc", mode="max", sampler=sampler, points_to_evaluate=points, storage=storage,
+                      study_name=config.study_name)
+        searcher = PruneAwareOptunaSearch(space, max_t=max_t, **kwargs) if arm.prune_aware else OptunaSearch(
+            space, **kwargs)
+    return searcher, make_scheduler(config, state_dir)
 
 
 def run_one(arm: Arm, curves: list[Curve], space, recipe, distributions, *, seed: int, budget: int, max_t: int,
