@@ -204,7 +204,7 @@ CPU_RUN = textwrap.dedent("""
     before = gpu_memory_mib()
     data = synthetic_cifar10(num_train=200, num_test=20, val_size=40)  # 2 steps an epoch: quick on a CPU too
     for optimizer in ("sgd", "adamw"):
-        cfg = RunConfig(arch="resnet20", epochs=2, batch_size=64, optimizer=optimizer, device="cpu", threads=2)
+        cfg = RunConfig(arch="resnet20", epochs=2, batch_size=64, optimizer=optimizer, device="cpu", threads=1)
         fit(cfg, data, on_epoch=lambda m, c: True, checkpoint_dir=sys.argv[1])
         fit(cfg, data, resume_from=sys.argv[1])
     after = gpu_memory_mib()
