@@ -121,7 +121,7 @@ def catch_signals(report: Report) -> None:
         signal.signal(signum, report.on_signal)
 
 
-def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
+def stop(proc: subprocess.Popen, grace: float = 3.0) -> None:
     """Terminate ``proc``, then kill it if it has not exited within ``grace`` seconds."""
     if proc.poll() is None:
         proc.terminate()
