@@ -76,6 +76,9 @@ class SearchConfig(DataConfig):
                                   default_text="imagenet in pretrained spaces, from torchvision's cache or downloaded")
     recipe: bool = setting(True, "do not evaluate the space's recipe (its config from the literature) as the first "
                                  "trial")
+    full_space: bool = setting(False, "search the space as written: no budget rules (by default choices that cannot "
+                                      "pay off in --max-epochs on this data are dropped, and the recipe fits the "
+                                      "budget; see spaces/budget.py)")
     warm_start: str | None = setting(None, "an earlier search's --out of the same space: its finished trials inform "
                                            "the sampler (they do not count against --num-samples)", metavar="RUN_DIR")
     # The budget, and how it is spent

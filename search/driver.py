@@ -20,6 +20,7 @@ import optuna
 import spaces
 from model.data import CIFAR10Data
 from spaces.asks import inspect_space
+from spaces.budget import Budget, BudgetPlan, plan_budget
 from spaces.narrow import narrow_space
 from spaces.recipe import fit_recipe
 
@@ -92,9 +93,30 @@ class _Plan:
     space: object
     params: tuple[str, ...]
     weights: dict[str, tuple[str, dict]]  # arch -> (where the weights came from, state dict)
-    recipe: dict | None
+    recipes: list[dict]  # evaluated first, in order
     data: CIFAR10Data
     warm: WarmStart | None
+    budget: BudgetPlan | None  # what the budget rules chose (spaces/budget.py); None: none apply
+
+
+def plan_space(config: SearchConfig, space_fn, info, archs_allowed: list[str] | None, train_images: int):
+    """The space as searched, its narrowed choices, the recipes to evaluate first, and the budget's plan.
+
+    The budget rules (spaces/budget.py) narrow what ``--choices`` left open, and their recipes
+    replace the space's own; ``--full-space`` (or a space without rules) keeps the space as written.
+    """
+    space, narrowed = narrow_space(space_fn, info, config.choices, archs_allowed=archs_allowed, name=config.space)
+    recipes = [spaces.get_recipe(config.space)]
+    budget = None if config.full_space else plan_budget(
+        config.space, {**info.categorical, **narrowed}, Budget(config.max_epochs, train_images),
+        fixed=set(config.choices))
+    if budget is not None:
+        wanted = {**{k: [str(v) for v in vs] for k, vs in budget.choices.items()}, **config.choices}
+        space, narrowed = narrow_space(space_fn, info, wanted, archs_allowed=archs_allowed, name=config.space)
+        recipes = budget.recipes
+    points = [fit_recipe(r, info, narrowed) for r in recipes] if config.recipe else []
+    points = [p for i, p in enumerate(points) if p and p not in points[:i]]
+    return space, narrowed, points, budget
 
 
 def _search(config: SearchConfig, resume: bool, out: Path, storage_path: str) -> SearchResult:
@@ -102,15 +124,15 @@ def _search(config: SearchConfig, resume: bool, out: Path, storage_path: str) ->
     space_fn = spaces.get_space(config.space)
     info = inspect_space(space_fn, config.space)
     weights = resolve_weights(config.space, config.weights, info.archs)
-    space, narrowed = narrow_space(space_fn, info, config.choices, archs_allowed=list(weights) if weights else None,
-                                   name=config.space)
-    recipe = fit_recipe(spaces.get_recipe(config.space), info, narrowed) if config.recipe else None
     data = config.search_data()
+    space, _, points, budget = plan_space(config, space_fn, info, list(weights) if weights else None,
+                                          len(data.train_labels))
     warm = None
     if config.warm_start and not resume:
         warm = load_warm_trials(config, Path(config.warm_start), data.describe())
     with ray_session(config.address, config.verbose):
-        return _tune(config, resume, out, storage_path, t_start, _Plan(space, info.params, weights, recipe, data, warm))
+        return _tune(config, resume, out, storage_path, t_start,
+                     _Plan(space, info.params, weights, points, data, warm, budget))
 
 
 def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_start: float,
@@ -152,7 +174,8 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
             warm.add_to(study)
         budget = config.time_budget_s - (time.perf_counter() - t_start) if config.time_budget else None
         tuner = make_tuner(config, out, storage_path, plan.space, trainable, params=plan.params,
-                           time_budget_s=budget, points_to_evaluate=[plan.recipe] if plan.recipe else None)
+                           time_budget_s=budget, points_to_evaluate=plan.recipes or None)
+    extra = {**extra, "budget_plan": plan.budget.to_dict() if plan.budget else None}
     write_started(out, config, started, data.describe(), extra)
     grid = tuner.fit()
     wall = time.perf_counter() - t0

@@ -30,6 +30,7 @@ def test_the_rules_follow_the_budget_not_a_constant():
     # The smallest batch always stays, however small the budget.
     tiny = plan_budget("scratch", SCRATCH, Budget(max_epochs=1, train_images=100))
     assert tiny.choices["batch_size"] == [64] and 100 / 64 < MIN_STEPS
+    assert tiny.recipes == SHORT_RECIPES  # their batch 128 is left to the sampler when the search fits them
 
 
 def test_a_long_budget_keeps_the_full_space_and_the_paper_recipe_first():
@@ -48,3 +49,36 @@ def test_parameters_the_user_fixed_are_left_alone():
 def test_spaces_without_rules_have_no_plan():
     assert plan_budget("smoke", {"arch": ["resnet20"]}, Budget(4, 1000)) is None
     assert plan_budget("my.py:space", {}, Budget(4, 1000)) is None
+
+
+def _plan(**flags):
+    import spaces
+    from search.config import SearchConfig
+    from search.driver import plan_space
+    from spaces.asks import inspect_space
+
+    config = SearchConfig(space="scratch", **flags)
+    fn = spaces.get_space("scratch")
+    info = inspect_space(fn, "scratch")
+    return plan_space(config, fn, info, None, train_images=10_000)
+
+
+def test_the_search_applies_the_plan_and_full_space_turns_it_off():
+    _, narrowed, points, plan = _plan(max_epochs=4, choices={"arch": ["resnet20"]})
+    assert narrowed["schedule"] == ["cosine", "onecycle"] and narrowed["batch_size"] == [64, 128, 256]
+    assert narrowed["arch"] == ["resnet20"]  # the user's narrowing stays
+    assert points == SHORT_RECIPES and plan.recipes == SHORT_RECIPES
+    space, narrowed, points, plan = _plan(max_epochs=4, choices={"arch": ["resnet20"]}, full_space=True)
+    assert plan is None and narrowed == {"arch": ["resnet20"]}
+    assert points == [SCRATCH_RECIPE]  # the paper's recipe, as the space declares it
+    # A --choices the budget would have narrowed is the user's: the step schedule stays if asked for.
+    _, narrowed, points, _ = _plan(max_epochs=4, choices={"schedule": ["step", "cosine"]})
+    assert narrowed["schedule"] == ["step", "cosine"]
+    # The one-cycle recipes leave their schedule to the sampler; the paper's (step) recipe is for long budgets.
+    assert [p.get("schedule") for p in points] == [None, None] and points[0]["lr"] == SHORT_RECIPES[0]["lr"]
+
+
+def test_the_flag_is_in_the_cli():
+    from search.cli import get_args_parser
+
+    assert get_args_parser().parse_args(["--space", "scratch", "--full-space"]).full_space is True

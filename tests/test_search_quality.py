@@ -10,7 +10,7 @@ import pytest
 from search import report
 from search.config import SearchConfig
 from search.tuner import n_startup_trials
-from spaces.definitions import SCRATCH_RECIPE
+from spaces.definitions import SHORT_RECIPES
 from tests.test_search import SEARCH, load_study, run_search
 
 TrialState = optuna.trial.TrialState
@@ -27,17 +27,20 @@ def test_tpe_startup_scales_with_the_budget():
 
 
 @pytest.mark.slow
-def test_a_scratch_search_starts_with_the_recipe(image_folder, tmp_path):
+def test_a_scratch_search_starts_with_the_budgets_recipes(image_folder, tmp_path):
     out = tmp_path / "scratch"
     proc = run_search("--space", "scratch", "--choices", "arch=resnet20", "--data", str(image_folder), "--out", str(out),
                       "--val-size", "200", "--cpus-per-trial", "1", "--num-samples", "2", "--max-epochs", "1",
                       "--grace-period", "1", "--no-retrain", "--no-report")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     study = optuna.load_study(study_name="scratch", storage=f"sqlite:///{out / 'study.db'}")
-    first = min(study.trials, key=lambda t: t.number)
-    assert first.params == SCRATCH_RECIPE
-    assert study.trials[1].params != SCRATCH_RECIPE
+    first, second = sorted(study.trials, key=lambda t: t.number)
+    # A 1-epoch run on 800 images: the budget's one-cycle recipe first, at the only batch size it keeps.
+    assert first.params == {**SHORT_RECIPES[0], "batch_size": 64}
+    assert second.params == {**SHORT_RECIPES[1], "batch_size": 64}
     assert study.metric_names == ["val_acc"]
+    plan = json.loads((out / "search.json").read_text())["budget_plan"]
+    assert plan["choices"]["batch_size"] == [64] and plan["recipes"] == SHORT_RECIPES
 
 
 @pytest.mark.slow
