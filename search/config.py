@@ -23,6 +23,7 @@ import spaces
 from model.config import DataConfig, RunConfig
 from model.data import CIFAR10Data
 from model.flags import check_choices, config_from_dict, field_default, flag_name, setting
+from spaces.budget import default_grace_period
 
 from .constants import SEARCH_JSON
 from .errors import SearchError
@@ -85,7 +86,8 @@ class SearchConfig(DataConfig):
     num_samples: int = setting(32, "trials in total (a resumed search counts old ones)")
     max_epochs: int = setting(30, "epochs of a trial that is never stopped; ASHA's max_t; the retrain's default "
                                   "budget")
-    grace_period: int = setting(2, "epochs every trial runs before ASHA may stop it")
+    grace_period: int | None = setting(None, "epochs every trial runs before ASHA may stop it",
+                                       default_text="--max-epochs / 6, at least 1 (spaces/budget.py)")
     reduction_factor: float = setting(3, "ASHA keeps the top 1/R of trials at each rung (rungs at G, G*R, G*R^2 ... "
                                          "epochs)")
     sampler: str = setting("tpe", "Optuna sampler: TPE (multivariate, constant liar) or random search, as a baseline",
@@ -127,9 +129,11 @@ class SearchConfig(DataConfig):
         except ValueError as e:
             raise SearchError(str(e)) from None
         for name in ("num_samples", "max_epochs", "grace_period"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise SearchError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.grace_period > self.max_epochs:
+        if self.grace_period is None:
+            self.grace_period = default_grace_period(self.max_epochs)
+        elif self.grace_period > self.max_epochs:
             raise SearchError(f"--grace-period {self.grace_period} is larger than --max-epochs {self.max_epochs}")
         if self.reduction_factor <= 1:
             raise SearchError(f"--reduction-factor must be > 1, got {self.reduction_factor}")

@@ -32,6 +32,15 @@ STEP_SCHEDULE_MIN_FRACTION = 0.25
 POLICY_AUGMENT_MIN_EPOCHS = 30
 # At half the paper's budget or more, the paper's own recipe is the first config to evaluate.
 PAPER_RECIPE_MIN_FRACTION = 0.5
+# ASHA's grace period as a share of --max-epochs. A fixed grace of 2 epochs means something else
+# at 4 epochs (half the run) than at 160; early accuracies rank configs poorly until the lr
+# schedule has done part of its work. Chosen with the simulator (README, "Search quality").
+GRACE_FRACTION = 1 / 6
+
+
+def default_grace_period(max_epochs: int) -> int:
+    """ASHA's grace period for runs of ``max_epochs``: GRACE_FRACTION of them, at least 1."""
+    return max(1, round(max_epochs * GRACE_FRACTION))
 
 
 @dataclass(frozen=True)

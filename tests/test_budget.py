@@ -82,3 +82,10 @@ def test_the_flag_is_in_the_cli():
     from search.cli import get_args_parser
 
     assert get_args_parser().parse_args(["--space", "scratch", "--full-space"]).full_space is True
+
+
+def test_the_grace_period_scales_with_max_epochs():
+    from search.config import SearchConfig
+
+    assert [SearchConfig(space="smoke", max_epochs=e).grace_period for e in (1, 4, 12, 30)] == [1, 1, 2, 5]
+    assert SearchConfig(space="smoke", max_epochs=30, grace_period=3).grace_period == 3  # as the user set it
