@@ -22,11 +22,14 @@ from pathlib import Path
 import spaces
 from model.config import DataConfig, RunConfig
 from model.data import CIFAR10Data
-from model.flags import check_choices, config_from_dict, field_default, flag_name, setting
+from model.flags import check_choices, check_finite, config_from_dict, field_default, flag_name, setting
 from spaces.budget import default_grace_period
 
 from .constants import SEARCH_JSON
 from .errors import SearchError
+
+
+MAX_SEED = 2**32 - 1  # the largest seed numpy, and so Optuna's samplers, accept
 
 
 def parse_choices(items: list[str]) -> dict[str, list[str]]:
@@ -121,7 +124,9 @@ class SearchConfig(DataConfig):
     retrain: bool = setting(True, "skip retraining the best config at the end", defining=False)
     retrain_epochs: int | None = setting(None, "epochs of the retrain", default_text="--max-epochs", defining=False)
     report: bool = setting(True, "skip writing report.html and plots/", defining=False)
-    verbose: int = setting(1, "Tune's console output level", choices=(0, 1, 2), defining=False)
+    verbose: int = setting(0, "0: one progress line (a bar on a terminal, a line per finished trial in a log); "
+                              "1: Tune's own status table and messages; 2: also every trial's log",
+                           choices=(0, 1, 2), defining=False)
 
     def __post_init__(self) -> None:
         try:
@@ -145,8 +150,27 @@ class SearchConfig(DataConfig):
             raise SearchError(f"--n-startup-trials must be >= 0, got {self.n_startup_trials}")
         if self.time_budget is not None:
             parse_duration(self.time_budget)
+        self._check_numbers()
         # Matched against the space's own values as text, as --choices gives them.
         self.choices = {name: [str(v) for v in values] for name, values in self.choices.items()}
+
+    def _check_numbers(self) -> None:
+        """Every number finite and in range, refused naming its flag, before a file is written."""
+        try:
+            super().__post_init__()
+        except ValueError as e:
+            raise SearchError(str(e)) from None
+        check_finite(self, error=SearchError)
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= MAX_SEED:
+                raise SearchError(f"--{name.replace('_', '-')} must be in [0, {MAX_SEED}], got {value}")
+        minimum = {"max_failures": -1, "max_concurrent": 1, "retrain_epochs": 1}
+        for name, low in minimum.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise SearchError(f"--{name.replace('_', '-')} must be >= {low}, got {value}"
+                                  + (" (-1: retry without limit)" if name == "max_failures" else ""))
 
     @property
     def study_name(self) -> str:

@@ -7,10 +7,14 @@ then retrain the best config and write the report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
+import signal
+import sqlite3
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,7 @@ from pathlib import Path
 import optuna
 
 import spaces
+from model.checkpoint import check_writable
 from model.data import CIFAR10Data
 from spaces.asks import inspect_space
 from spaces.budget import Budget, BudgetPlan, plan_budget
@@ -48,32 +53,57 @@ def run_search(config: SearchConfig, *, resume: bool = False) -> SearchResult:
     storage_path = storage_location(config, out)
     created = [d for d in (out, *out.parents) if not d.exists()]  # out and the folders made for it
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        with OutLock(out):
+    # A search that loses the race for the lock cleans up nothing: the folder is the winner's.
+    with OutLock(out):
+        try:
             check_resume(config, resume, out, f"{storage_path}/{EXPERIMENT}")
             return _search(config, resume, out, storage_path)
-    finally:
-        # A search refused before it wrote anything leaves no empty --out behind.
-        if created and {p.name for p in out.iterdir()} <= {LOCK_NAME}:
-            (out / LOCK_NAME).unlink(missing_ok=True)
-            for folder in created:
-                folder.rmdir()
+        finally:
+            # A search refused before it wrote anything leaves no empty --out behind.
+            if created and {p.name for p in out.iterdir()} <= {LOCK_NAME}:
+                (out / LOCK_NAME).unlink(missing_ok=True)
+                for folder in created:
+                    folder.rmdir()
+
+
+# The file systems pyarrow (and so Ray's storage) opens by URI.
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
 
 
 def storage_location(config: SearchConfig, out: Path) -> str:
-    storage_path = config.storage_path or str(out)
-    if "://" not in storage_path:
-        storage_path = str(Path(storage_path).expanduser().resolve())
+    """Where the Ray experiment lives, checked before anything is written: --out and --storage-path."""
+    try:
+        check_writable(out, "--out")
+        storage_path = config.storage_path or str(out)
+        if "://" in storage_path:
+            scheme = storage_path.partition("://")[0]
+            if scheme not in STORAGE_SCHEMES:
+                raise SearchError(f"--storage-path {storage_path}: unknown scheme {scheme!r}; "
+                                  f"valid: a path, or {', '.join(s + '://' for s in STORAGE_SCHEMES)}")
+        else:
+            storage_path = str(Path(storage_path).expanduser().resolve())
+            check_writable(storage_path, "--storage-path")
+    except ValueError as e:
+        raise SearchError(str(e)) from None
     return storage_path.rstrip("/")
 
 
 def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path: str) -> None:
     """A new search never overwrites one; a resume finds its experiment and keeps its defining settings."""
-    if not resume:
-        if (out / STUDY_DB).exists() or (out / ASHA_STATE).exists():
-            raise SearchError(f"{out} already holds a search; pass --resume to continue it, or choose another --out")
-        return
     from ray import tune
+
+    if not resume:
+        if (out / ASHA_STATE).exists() or tune.Tuner.can_restore(experiment_path):
+            raise SearchError(f"{out} already holds a search; pass --resume to continue it, or choose another --out")
+        if (out / STUDY_DB).exists():
+            if any_trial_started(out):
+                raise SearchError(f"{out} already holds a search; pass --resume to continue it, or choose another "
+                                  "--out")
+            # The search died (or was refused) before Tune started a trial: nothing to resume, and its
+            # study holds at most the warm-start trials that this start adds again. Start afresh.
+            print(f"note: {out} holds a search that started no trial; starting it afresh", file=sys.stderr)
+            (out / STUDY_DB).unlink()
+        return
 
     if not tune.Tuner.can_restore(experiment_path):
         raise SearchError(f"--resume: no Ray experiment to resume at {experiment_path}; "
@@ -84,6 +114,17 @@ def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path:
             raise SearchError(f"--resume continues the search as it was defined; these flags differ: "
                               f"{'; '.join(changed)}. Resume with the original values, or start a new search in "
                               "another --out")
+
+
+def any_trial_started(out: Path) -> bool:
+    """Whether the study in ``out`` holds a trial that Tune ran (the searcher tags each with its Tune id)."""
+    try:
+        with sqlite3.connect(f"file:{out / STUDY_DB}?mode=ro", uri=True) as con:
+            return con.execute("SELECT COUNT(*) FROM trial_user_attributes WHERE key = 'ray_trial_id'").fetchone()[0] > 0
+    except sqlite3.OperationalError:  # its tables not created yet: Optuna died creating it
+        return False
+    except sqlite3.DatabaseError as e:
+        raise SearchError(f"{out / STUDY_DB} is not an Optuna study ({e}); choose another --out") from None
 
 
 @dataclass
@@ -124,6 +165,10 @@ def _search(config: SearchConfig, resume: bool, out: Path, storage_path: str) ->
     space_fn = spaces.get_space(config.space)
     info = inspect_space(space_fn, config.space)
     weights = resolve_weights(config.space, config.weights, info.archs)
+    if config.verbose == 0:
+        # "A new study created in RDB" then "Using an existing study": the same study, said twice.
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    print(f"loading data from {config.data or 'the default folder'} ...", flush=True)
     data = config.search_data()
     space, _, points, budget = plan_space(config, space_fn, info, list(weights) if weights else None,
                                           len(data.train_labels))
@@ -177,7 +222,8 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
                            time_budget_s=budget, points_to_evaluate=plan.recipes or None)
     extra = {**extra, "budget_plan": plan.budget.to_dict() if plan.budget else None}
     write_started(out, config, started, data.describe(), extra)
-    grid = tuner.fit()
+    with sigterm_as_sigint():
+        grid = tuner.fit()
     wall = time.perf_counter() - t0
 
     study = optuna.load_study(study_name=config.study_name, storage=study_url(out))
@@ -213,6 +259,31 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
 
         print(f"  report: {build_report(out)}")
     return SearchResult.from_run(out)
+
+
+@contextlib.contextmanager
+def sigterm_as_sigint():
+    """SIGTERM (``ray job stop``, systemd, a batch scheduler) ends the search as Ctrl-C does.
+
+    Tune catches SIGINT to stop gracefully: trials keep their checkpoints and the experiment
+    state is written, so ``--resume`` continues them. Python's default SIGTERM ends the driver
+    at once instead.
+    """
+    def handler(signum, frame):
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint):
+            on_sigint(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def preflight(config: SearchConfig, storage_path: str, gpus: float) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sys
@@ -41,6 +42,11 @@ def init_ray(address: str | None, verbose: int) -> bool:
         return False
     # "local": a plain ray.init() would join any cluster this machine started earlier.
     kwargs = dict(address=address or "local", log_to_driver=verbose >= 2)
+    if verbose == 0:
+        # Ray's start-up notes (the local instance, token authentication) and Tune's INFO lines
+        # say nothing a user acts on; the progress display and the summary say what matters.
+        kwargs.update(logging_level=logging.ERROR)
+        logging.getLogger("ray.tune").setLevel(logging.WARNING)
     if address is None:
         kwargs.update(include_dashboard=False)
     try:

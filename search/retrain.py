@@ -69,7 +69,15 @@ def retrain(best: dict, data: CIFAR10Data, out: Path, epochs: int | None = None,
     cfg = RunConfig.from_dict(config)
     state = (pretrained or {}).get(cfg.arch) if cfg.weights is not None else None
     t0 = time.perf_counter()
-    result = fit(cfg, data, train_on_val=True, pretrained=state)
+
+    def say(m: dict, _checkpoint) -> None:
+        # One line per epoch: the retrain takes minutes, and is no trial that the search's display shows.
+        spent = time.perf_counter() - t0
+        left = spent / m["epoch"] * (cfg.epochs - m["epoch"])
+        print(f"  retrain epoch {m['epoch']}/{cfg.epochs}: train_loss {m['train_loss']:.4f}, "
+              f"{m['images_per_second']:,.0f} images/s, ~{left / 60:.1f} min left", flush=True)
+
+    result = fit(cfg, data, say, train_on_val=True, pretrained=state)
     seconds = time.perf_counter() - t0
     if result.status != "completed":
         raise RuntimeError(f"the retrain {result.status} after {result.epochs} epochs")

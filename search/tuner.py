@@ -87,16 +87,25 @@ def make_tuner(config: SearchConfig, out: Path, storage_path: str, space, traina
     from ray import tune
     from ray.tune import CLIReporter
 
-    reporter = CLIReporter(
-        parameter_columns={name: SHORT_NAMES.get(name, name) for name in params} or None,
-        metric_columns={"training_iteration": "epoch", METRIC: METRIC, "train_loss": "loss"},
-        max_progress_rows=12,
-        max_report_frequency=30,
-        # Tune's sort fails on trials that a time budget ended before their first result.
-        sort_by_metric=config.time_budget is None,
-        metric=METRIC,
-        mode=MODE,
-    )
+    from .progress import progress_callbacks
+
+    reporter = None  # Tune prints nothing at verbose 0: the progress display speaks instead
+    if config.verbose >= 1:
+        reporter = CLIReporter(
+            parameter_columns={name: SHORT_NAMES.get(name, name) for name in params} or None,
+            metric_columns={"training_iteration": "epoch", METRIC: METRIC, "train_loss": "loss"},
+            max_progress_rows=12,
+            max_report_frequency=30,
+            # Tune's sort fails on trials that a time budget ended before their first result.
+            sort_by_metric=config.time_budget is None,
+            metric=METRIC,
+            mode=MODE,
+        )
+    asha = config.scheduler == "asha"
+    progress = progress_callbacks(config.num_samples, config.max_epochs, verbose=config.verbose >= 1,
+                                  grace_period=config.grace_period if asha else None,
+                                  reduction_factor=config.reduction_factor if asha else None,
+                                  deadline_s=time_budget_s)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -113,7 +122,7 @@ def make_tuner(config: SearchConfig, out: Path, storage_path: str, space, traina
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             progress_reporter=reporter,
             verbose=config.verbose,
-            callbacks=[TrialStatuses(study_url(out), config.study_name)],
+            callbacks=[TrialStatuses(study_url(out), config.study_name), *progress],
         ),
     )
 
