@@ -15,6 +15,7 @@ import os
 import pickle
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,23 @@ def write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
     os.replace(tmp, path)
+
+
+def check_writable(path: str | os.PathLike, flag: str) -> None:
+    """Refuse, naming ``flag``, a folder that cannot be made or written in, before anything is written.
+
+    Writing a probe file is the only test that also holds for root (who passes every permission
+    check) on a read-only or immutable file system.
+    """
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {path}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: cannot write in {existing} ({e.strerror})") from None
 
 
 def versions() -> dict:

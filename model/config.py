@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .data import CIFAR10Data, load_cifar10
-from .flags import check_choices, config_from_dict, setting
+from .flags import check_choices, check_finite, config_from_dict, setting
 from .loader import AUGMENTATIONS
 from .resnet import list_models
 
@@ -61,9 +61,13 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
+        check_finite(self, name=lambda f: f.name)
         for name in ("lr", "batch_size", "epochs", "input_size", "checkpoint_every", "eval_batch_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("frozen_stages", "threads", "seed", "warmup_epochs", "weight_decay", "backbone_lr_mult"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
@@ -90,6 +94,13 @@ class DataConfig:
     val_size: int = setting(DEFAULT_VAL_SIZE, "stratified validation images held out of the training set")
     train_subset: int | None = setting(None, "train on a stratified subset of N images, for quick runs",
                                        default_text="all")
+
+    def __post_init__(self) -> None:
+        check_finite(self)
+        if self.val_size < 0:
+            raise ValueError(f"--val-size must be >= 0, got {self.val_size}")
+        if self.train_subset is not None and self.train_subset < 1:
+            raise ValueError(f"--train-subset must be >= 1, got {self.train_subset}")
 
     def load_data(self, seed: int) -> CIFAR10Data:
         """The images, split into train and validation and subset with ``seed``."""

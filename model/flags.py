@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 
@@ -99,6 +100,14 @@ def config_kwargs(args: argparse.Namespace, cls, *, skip: tuple[str, ...] = ()) 
         value = getattr(args, f.name)
         kwargs[f.name] = f.metadata["repeat"](value) if "repeat" in f.metadata else value
     return kwargs
+
+
+def check_finite(config, name=flag_name, error: type[Exception] = ValueError) -> None:
+    """Refuse NaN and infinity in every number field: argparse's ``float`` accepts "nan" and "inf"."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise error(f"{name(f)} must be a finite number, got {value}")
 
 
 def check_choices(config) -> None:

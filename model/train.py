@@ -24,7 +24,7 @@ from torch import nn
 
 from .build import WeightsError, build_model
 from .checkpoint import (CHECKPOINT_NAME, find_checkpoint, load_checkpoint, restore_checkpoint, save_checkpoint,
-                         save_model, versions, write_json)
+                         check_writable, save_model, versions, write_json)
 from .config import DataConfig, RunConfig
 from .data import CIFAR10Data
 from .device import (FiniteCheck, autocast, configure_threads, epoch_seed, grad_scaler, precision, resolve_device,
@@ -300,6 +300,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.arch}")
     try:
         cfg = config_from_args(args)
+        check_writable(out, "--out")
         device = resolve_device(cfg.device)
         data = DataConfig(**config_kwargs(args, DataConfig)).load_data(seed=cfg.seed)
         resume = find_checkpoint(out) if args.resume else None

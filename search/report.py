@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from .config import SearchConfig
@@ -43,7 +44,10 @@ def load_study(run_dir):
     if not db.is_file():
         raise RunFolderError(f"no {STUDY_DB} in {run_dir} (is it a search's run folder?)")
     storage = study_url(run_dir)
-    names = optuna.get_all_study_names(storage)
+    try:
+        names = optuna.get_all_study_names(storage)
+    except sqlalchemy.exc.DatabaseError as e:  # "file is not a database", a truncated file
+        raise RunFolderError(f"{db} is not an Optuna database ({e.orig}); pass a search's run folder") from None
     if len(names) != 1:
         raise RunFolderError(f"{db} holds {len(names)} studies {names}, expected exactly one")
     return optuna.load_study(study_name=names[0], storage=storage)

@@ -21,6 +21,7 @@ from ray.tune import Callback
 
 TUNE_STATUSES = "tune_statuses"  # study user attr: {Tune trial id: its status when the experiment ended}
 FINISHED_BY_TUNE = ("TERMINATED", "ERROR")
+INTERRUPTED = "INTERRUPTED"  # recorded for a trial Tune stopped only because the search was interrupted
 
 
 def outcome(result: dict | None, error: bool, metric: str, time_attr: str, max_t: int):
@@ -59,10 +60,29 @@ class TrialStatuses(Callback):
 
     def __init__(self, storage_url: str, study_name: str) -> None:
         self.storage_url, self.study_name = storage_url, study_name
+        self._started: set[str] = set()  # trials whose actor started in this run
+        self._ended: set[str] = set()  # trials Tune itself ended in this run (completed, stopped or errored)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._started.add(trial.trial_id)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended.add(trial.trial_id)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended.add(trial.trial_id)
 
     def on_experiment_end(self, trials, **info):
         study = optuna.load_study(study_name=self.study_name, storage=self.storage_url)
-        study.set_user_attr(TUNE_STATUSES, {t.trial_id: t.status for t in trials})
+        study.set_user_attr(TUNE_STATUSES, {t.trial_id: self._status(t) for t in trials})
+
+    def _status(self, trial) -> str:
+        # On SIGINT Tune's cleanup sets the trials still running to TERMINATED before this
+        # callback sees them, though neither the searcher nor ASHA ended them and the experiment
+        # snapshot (written before the cleanup) keeps them RUNNING: --resume continues them.
+        if trial.status == "TERMINATED" and trial.trial_id in self._started and trial.trial_id not in self._ended:
+            return INTERRUPTED
+        return trial.status
 
 
 def tune_statuses(study: optuna.Study) -> dict[str, str]:
