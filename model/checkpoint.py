@@ -69,12 +69,20 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
     return atomic_save(to_cpu(model.state_dict()), path)
 
 
-def write_json(path: Path, obj) -> None:
-    """``obj`` as indented JSON, written to a temporary file and renamed."""
+def write_text(path: Path, text: str) -> None:
+    """``text`` written to a temporary file and renamed: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial temporary file either
+
+
+def write_json(path: Path, obj) -> None:
+    """``obj`` as indented JSON, written atomically (``write_text``)."""
+    write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def check_writable(path: str | os.PathLike, flag: str) -> None:

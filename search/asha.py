@@ -63,6 +63,26 @@ class PersistentASHA(ASHAScheduler):
             "num_stopped": self._num_stopped,
         })
 
+    def rebuild(self, trials) -> int:
+        """Rungs from the study's trials when the state file is lost; returns how many records were rebuilt.
+
+        Each reported epoch is a trial's intermediate value, so every rung's record (the trial's
+        val_acc at the milestone) is there; the searcher tags each trial with its Tune id.
+        """
+        records = 0
+        for bracket in self._brackets:
+            for milestone, recorded in bracket._rungs:
+                for t in trials:
+                    value = t.intermediate_values.get(int(milestone))
+                    if "ray_trial_id" in t.user_attrs and value is not None:
+                        recorded[t.user_attrs["ray_trial_id"]] = value
+                        records += 1
+        # ASHA counts a STOP for every trial it pruned and every one that reached max_t.
+        self._num_stopped = sum(t.state.name == "COMPLETE" or (t.state.name == "PRUNED" and "stopped_by" not in
+                                                                t.user_attrs) for t in trials)
+        self._save()
+        return records
+
     def on_trial_add(self, tune_controller, trial) -> None:
         if not self._loaded:
             self._load()

@@ -115,6 +115,34 @@ def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path:
                               f"{'; '.join(changed)}. Resume with the original values, or start a new search in "
                               "another --out")
 
+    try:
+        with open(out / STUDY_DB, "r+b"):  # what a read-only or immutable (chattr +i) file refuses, even root
+            pass
+    except FileNotFoundError:
+        raise SearchError(f"--resume: {out / STUDY_DB} is missing; the search's trials are lost") from None
+    except OSError as e:
+        raise SearchError(f"--resume: cannot write {out / STUDY_DB} ({e.strerror}); make it writable") from None
+    if config.scheduler == "asha":
+        repair_asha_state(config, out)
+
+
+def repair_asha_state(config: SearchConfig, out: Path) -> None:
+    """ASHA's rungs for a resume: a missing or damaged ``asha_state.json`` is rebuilt from the study."""
+    from .tuner import make_scheduler
+
+    path = out / ASHA_STATE
+    try:
+        if "brackets" in json.loads(path.read_text()):
+            return
+        why = "damaged"
+    except FileNotFoundError:
+        why = "missing"
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        why = "damaged"
+    study = optuna.load_study(study_name=config.study_name, storage=study_url(out))
+    records = make_scheduler(config, out).rebuild(study.get_trials(deepcopy=False))
+    print(f"note: {path} was {why}; ASHA's rungs rebuilt from the study ({records} records)", file=sys.stderr)
+
 
 def any_trial_started(out: Path) -> bool:
     """Whether the study in ``out`` holds a trial that Tune ran (the searcher tags each with its Tune id)."""
@@ -221,7 +249,8 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
         tuner = make_tuner(config, out, storage_path, plan.space, trainable, params=plan.params,
                            time_budget_s=budget, points_to_evaluate=plan.recipes or None)
     extra = {**extra, "budget_plan": plan.budget.to_dict() if plan.budget else None}
-    write_started(out, config, started, data.describe(), extra)
+    # The earlier runs' wall time, kept should this run be killed too.
+    write_started(out, config, started, data.describe(), {**extra, "wall_seconds": time.perf_counter() - t0})
     with sigterm_as_sigint():
         grid = tuner.fit()
     wall = time.perf_counter() - t0
@@ -231,7 +260,7 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     unfinished = settle(study, budget_hit)
     tune_ids = set(tune_statuses(study))
     interrupted = bool(unfinished) or (len(tune_ids) < config.num_samples and not budget_hit)
-    summary = write_results(config, out, study, tune_ids, base, weights_by_arch, data.describe(), started, wall,
+    summary = write_results(config, out, study, base, weights_by_arch, data.describe(), started, wall,
                             extra={**extra, "time_budget_hit": budget_hit, "interrupted": interrupted,
                                    "warm_start": warm.describe() if warm else None})
     print_summary(summary, out, storage_path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from model.checkpoint import versions, write_json
+from model.checkpoint import versions, write_json, write_text
 from model.config import RunConfig
 
 from .config import SearchConfig, trial_config
@@ -53,18 +53,25 @@ def write_started(out: Path, config: SearchConfig, started: str, data_info: dict
                                    "data": data_info, **extra})
 
 
-def write_results(config: SearchConfig, out: Path, study: optuna.Study, tune_ids: set[str], base: RunConfig,
+def write_results(config: SearchConfig, out: Path, study: optuna.Study, base: RunConfig,
                   weights_by_arch: dict[str, str], data_info: dict, started: str, wall: float,
                   extra: dict | None = None) -> dict:
-    """``trials.csv``, the summary in ``search.json`` and the best trial's ``best/config.json``; returns the summary."""
-    table = trials_table(study, tune_ids)
-    table.to_csv(out / TRIALS_CSV, index=False)
+    """``trials.csv``, the summary in ``search.json`` and the best trial's ``best/config.json``; returns the summary.
+
+    Every trial of the study is a row, orphans too (FAIL, fail_reason ``orphaned``), so that the
+    table, this summary and the report count the same trials.
+    """
+    table = trials_table(study)
+    write_text(out / TRIALS_CSV, table.to_csv(index=False))
     own = table[table["origin"] == "search"]
     counts = own["state"].value_counts().to_dict()
     best = best_complete_trial(study)
+    finished = dt.datetime.now(dt.timezone.utc)
     summary = {
         "config": config.to_dict(),
-        "wall_seconds": wall,
+        "wall_seconds": wall,  # summed over the runs of a resumed search
+        # From the first start to this end: the wall time a user waited, pauses between runs included.
+        "span_seconds": (finished - dt.datetime.fromisoformat(started)).total_seconds(),
         "completed": counts.get("COMPLETE", 0),
         "pruned": counts.get("PRUNED", 0),
         "failed": counts.get("FAIL", 0),
@@ -73,7 +80,7 @@ def write_results(config: SearchConfig, out: Path, study: optuna.Study, tune_ids
         "best_trial": best.number if best else None,
         "best_val_acc": best.value if best else None,
         "started": started,
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished": finished.isoformat(timespec="seconds"),
         "data": data_info,
         "versions": versions(),
         **(extra or {}),

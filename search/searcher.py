@@ -13,12 +13,19 @@ that ran the whole budget are COMPLETE, and a diverged or crashed trial is FAIL
 from __future__ import annotations
 
 import math
+import sys
 
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from model.config import RunConfig
+
+from .errors import SearchError
 from .internals import require_internals
 from .states import finish, outcome
+
+
+MAX_BAD_SUGGESTIONS = 20  # in a row: the space is broken, not unlucky
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -33,10 +40,32 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._time_attr = time_attr
 
     def suggest(self, trial_id: str) -> dict | None:
-        config = super().suggest(trial_id)
+        try:
+            config = super().suggest(trial_id)
+            if config is not None:
+                # What the trial would build, checked now: a bad suggestion fails here once, not in
+                # three retries of a trial. The search sets epochs, seed and device, so defaults do.
+                RunConfig.from_dict({**RunConfig().to_dict(), **config})
+        except (Exception, SystemExit) as e:  # a user's space that breaks mid-search
+            self._fail_suggestion(trial_id, e)
+            return None  # Tune asks again: the next suggestion is a new Optuna trial
+        self._bad_in_a_row = 0
         # Lets the driver tie each Optuna trial to its Tune trial (trials.csv, clean-up).
         self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
         return config
+
+    def _fail_suggestion(self, trial_id: str, e: BaseException) -> None:
+        """Tell the study the suggestion for ``trial_id`` FAILed, with why, in one line on the terminal."""
+        reason = f"invalid suggestion: {e.__class__.__name__}: {e}"
+        ot_trial = self._ot_trials.pop(trial_id, None)
+        if ot_trial is not None:
+            finish(self._ot_study, ot_trial, optuna.trial.TrialState.FAIL, attrs={"fail_reason": reason})
+        number = f"trial {ot_trial.number}" if ot_trial is not None else "a trial"
+        print(f"error: {number} FAIL, {reason}; the search goes on", file=sys.stderr, flush=True)
+        self._bad_in_a_row = getattr(self, "_bad_in_a_row", 0) + 1
+        if self._bad_in_a_row >= MAX_BAD_SUGGESTIONS:
+            raise SearchError(f"the space's last {MAX_BAD_SUGGESTIONS} suggestions all failed (last: {reason}); "
+                              "fix the space") from None
 
     def _stored(self, ot_trial: optuna.Trial) -> optuna.trial.FrozenTrial:
         """The trial as the study holds it now (it may have been told before the driver died)."""

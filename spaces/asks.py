@@ -16,6 +16,9 @@ import optuna
 _SAMPLES = 32
 
 
+SEARCH_OWNED = ("epochs", "seed", "device")  # RunConfig fields every trial of a search gets from the search
+
+
 def sample_space(space, n: int, seed: int = 0) -> list[optuna.trial.FrozenTrial]:
     """Run a space ``n`` times on a throwaway in-memory study, to see what it asks."""
     verbosity = optuna.logging.get_verbosity()
@@ -47,7 +50,7 @@ def inspect_space(space, name: str = "space") -> SpaceInfo:
 
     try:
         trials = sample_space(space, _SAMPLES)
-    except Exception as e:  # a user's space: say which one failed, not a traceback
+    except (Exception, SystemExit) as e:  # a user's space: say which one failed, not a traceback (or a silent exit)
         raise ValueError(f"space {name}: sampling it failed: {e.__class__.__name__}: {e}") from None
     params: list[str] = []
     distributions: dict = {}
@@ -61,6 +64,10 @@ def inspect_space(space, name: str = "space") -> SpaceInfo:
     if unknown:
         raise ValueError(f"space {name} suggests {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} "
                          f"not RunConfig fields; valid: {', '.join(sorted(fields))}")
+    owned = [p for p in params if p in SEARCH_OWNED]
+    if owned:
+        raise ValueError(f"space {name} suggests {', '.join(owned)}, which the search sets (--max-epochs, --seed, "
+                         "the device from the trial's resources); remove them from the space")
     categorical = {n: list(d.choices) for n, d in distributions.items()
                    if isinstance(d, optuna.distributions.CategoricalDistribution)}
     return SpaceInfo(tuple(params), distributions, categorical)

@@ -50,12 +50,14 @@ def _curve(params: dict, epochs: int, rng: random.Random) -> list[float]:
 
 
 def make_run(run_dir: Path, data_dir: Path, *, n_complete: int = 6, n_pruned: int = 5, n_failed: int = 1,
-             running: int = 0, max_epochs: int = 4, seed: int = 0, retrained: bool = False) -> Path:
+             running: int = 0, max_epochs: int = 4, seed: int = 0, retrained: bool = False,
+             orphans: int = 0) -> Path:
     """A search of ``n_complete + n_pruned + n_failed + running`` trials in ``run_dir``.
 
     ``running > 0``: the driver died with that many trials running, after search.json's start
     and before the results were written, as a SIGKILL leaves it. ``retrained``: the best config
     is also retrained (1 epoch), which writes ``best/metrics.json`` and ``best/model.pt``.
+    ``orphans``: trials asked of Optuna by a driver that died before Tune recorded them.
     """
     rng = random.Random(seed)
     ends = [COMPLETE] * n_complete + [PRUNED] * n_pruned + [FAIL] * n_failed
@@ -93,12 +95,14 @@ def make_run(run_dir: Path, data_dir: Path, *, n_complete: int = 6, n_pruned: in
         if end != RUNNING:
             searcher.on_trial_complete(tune_id, result=results[-1])
         statuses.append(SimpleNamespace(trial_id=tune_id, status="RUNNING" if end == RUNNING else "TERMINATED"))
+    for k in range(orphans):
+        searcher.suggest(f"{seed:04x}_orphan{k}")
     TrialStatuses(study_url(out), config.study_name).on_experiment_end(trials=statuses)
     study = optuna.load_study(study_name=config.study_name, storage=study_url(out))
     unfinished = settle(study, budget_hit=False)
     if unfinished:
         return out
-    summary = write_results(config, out, study, {s.trial_id for s in statuses}, config.base_run_config("cpu"), {},
+    summary = write_results(config, out, study, config.base_run_config("cpu"), {},
                             data.describe(), started, time.perf_counter() - t0,
                             extra={"time_budget_hit": False, "interrupted": False, "warm_start": None})
     if retrained and summary["best_trial"] is not None:

@@ -58,7 +58,9 @@ def test_a_signalled_search_loses_nothing_and_resumes_to_the_same_best(signum, u
     out = tmp_path / "smoke"
     argv = [*SIGNALLED, "--data", str(image_folder), "--out", str(out)]
     env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
-    # A terminal's Ctrl-C and systemd's stop both signal the whole process group: the driver and its Ray.
+    # A terminal's Ctrl-C signals the whole process group: the driver and the local Ray it started.
+    # SIGTERM goes to the driver alone, as `kill PID` and a scheduler's stop do: sent to the group it
+    # also ends the local Ray's own daemons at once, a death --resume recovers from like a SIGKILL.
     proc = subprocess.Popen([sys.executable, "-m", "search.run", *argv], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 600
@@ -67,10 +69,14 @@ def test_a_signalled_search_loses_nothing_and_resumes_to_the_same_best(signum, u
         time.sleep(0.2)  # polling interval, not a synchronisation
     running = running_with_curve(out / "study.db")
     assert running, "no trial reported an epoch in time"
-    os.killpg(proc.pid, signum)
+    if signum == signal.SIGINT:
+        os.killpg(proc.pid, signum)
+    else:
+        os.kill(proc.pid, signum)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err[-3000:]
-    assert "--resume" in err.strip().splitlines()[-1]
+    # Ray's own processes, signalled too, may log after it as they go.
+    assert "interrupted" in err and "continue it with the same command and --resume" in err, err[-3000:]
 
     before = {t.number: t for t in load_study(out).trials}
     for n in running:
@@ -193,3 +199,122 @@ def test_a_search_that_died_before_its_first_trial_starts_again(tmp_path, image_
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "started no trial" in proc.stderr
     assert [t.state for t in load_study(out).trials] == [optuna.trial.TrialState.COMPLETE]
+
+
+@pytest.fixture
+def damaged_copy(uninterrupted, tmp_path):
+    """A copy of a finished search's folder, to damage."""
+    import shutil
+
+    from search.config import SearchConfig
+
+    out = tmp_path / "copy"
+    shutil.copytree(uninterrupted, out)
+    return SearchConfig.from_run(out), out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_lost_asha_state_is_rebuilt_from_the_study(damage, damaged_copy, capsys):
+    from search.driver import check_resume
+
+    config, out = damaged_copy
+    saved = json.loads((out / "asha_state.json").read_text())
+    assert any(rung["recorded"] for rung in saved["brackets"][0])
+    if damage == "deleted":
+        (out / "asha_state.json").unlink()
+    else:
+        (out / "asha_state.json").write_text(json.dumps(saved)[:40])
+    check_resume(config, True, out, str(out / "tune"))
+    rebuilt = json.loads((out / "asha_state.json").read_text())
+    assert rebuilt["brackets"] == saved["brackets"] and rebuilt["num_stopped"] == saved["num_stopped"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rebuilt from the study" in err[0] and ("missing" if damage == "deleted" else "damaged") in err[0]
+
+
+@pytest.mark.slow
+def test_a_read_only_study_is_refused_before_a_resume_starts(damaged_copy):
+    from search.driver import check_resume
+    from search.errors import SearchError
+
+    config, out = damaged_copy
+    db = str(out / "study.db")
+    subprocess.run(["mount", "--bind", db, db], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", db], check=True)
+        with pytest.raises(SearchError, match="cannot write .*study.db"):
+            check_resume(config, True, out, str(out / "tune"))
+    finally:
+        subprocess.run(["umount", db], check=True)
+
+
+def test_trials_csv_search_json_and_the_report_count_the_same_trials(tmp_path):
+    import pandas as pd
+
+    from search.report import _counts
+    from tests._tiny_run import make_run, tiny_image_folder
+
+    data = tiny_image_folder(tmp_path / "data")
+    out = make_run(tmp_path / "run", data, n_complete=2, n_pruned=2, n_failed=1, orphans=1)
+    table = pd.read_csv(out / "trials.csv")
+    summary = json.loads((out / "search.json").read_text())
+    assert len(table) == len(load_study(out).trials) == 6
+    assert (table["fail_reason"] == "orphaned").sum() == 1
+    counts = table["state"].value_counts().to_dict()
+    assert (summary["completed"], summary["pruned"], summary["failed"]) == (2, 2, 2) == \
+        (counts["COMPLETE"], counts["PRUNED"], counts["FAIL"])
+    # The report's "failed" row counts the study's trials (search/report.py _counts).
+    assert _counts(load_study(out).get_trials())["FAIL"] == summary["failed"]
+    assert summary["span_seconds"] >= 0 and summary["wall_seconds"] >= 0
+
+
+FLAKY_SPACE = '''
+import sys
+
+
+def flaky(trial):
+    """Fine while inspected up front; in the search, trial 1 is invalid, trial 2 raises, trial 3 exits."""
+    trial.suggest_float("lr", 0.01, 0.1, log=True)  # RunConfig's defaults for the rest
+    in_search = trial.study.study_name == "flaky"
+    if in_search and trial.number == 1:
+        trial.suggest_float("label_smoothing", 1.5, 2.0)  # RunConfig refuses it
+    if in_search and trial.number == 2:
+        raise RuntimeError("the space broke")
+    if in_search and trial.number == 3:
+        sys.exit(3)
+
+
+def owns_epochs(trial):
+    trial.suggest_float("lr", 0.01, 0.1, log=True)
+    trial.suggest_int("epochs", 1, 3)
+'''
+
+
+def test_a_space_suggesting_what_the_search_owns_is_refused(tmp_path, capsys, image_folder):
+    (tmp_path / "my_spaces.py").write_text(FLAKY_SPACE)
+    argv = ["--space", f"{tmp_path / 'my_spaces.py'}:owns_epochs", "--data", str(image_folder), "--val-size", "200",
+            "--out", str(tmp_path / "o")]
+    assert main(get_args_parser().parse_args(argv)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "suggests epochs, which the search sets" in err[0], err
+
+
+@pytest.mark.slow
+def test_a_space_that_misbehaves_mid_search_fails_those_trials_and_the_search_goes_on(tmp_path, image_folder):
+    import pandas as pd
+
+    (tmp_path / "my_spaces.py").write_text(FLAKY_SPACE)
+    out = tmp_path / "flaky"
+    proc = run_search("--space", f"{tmp_path / 'my_spaces.py'}:flaky", "--data", str(image_folder),
+                      "--val-size", "200", "--cpus-per-trial", "1", "--max-concurrent", "1", "--num-samples", "2",
+                      "--max-epochs", "1", "--no-retrain", "--no-report", "--no-recipe", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = pd.read_csv(out / "trials.csv").set_index("number")
+    assert list(table.index) == [0, 1, 2, 3, 4]
+    assert list(table["state"]) == ["COMPLETE", "FAIL", "FAIL", "FAIL", "COMPLETE"]
+    assert "label_smoothing must be in [0, 1)" in table.loc[1, "fail_reason"]
+    assert "RuntimeError: the space broke" in table.loc[2, "fail_reason"]
+    assert "SystemExit: 3" in table.loc[3, "fail_reason"]
+    for n in (1, 2, 3):
+        lines = [line for line in proc.stderr.splitlines() if f"error: trial {n} FAIL, invalid suggestion" in line]
+        assert len(lines) == 1, proc.stderr[-3000:]
