@@ -30,6 +30,8 @@ from spaces.narrow import narrow_space
 from spaces.recipe import fit_recipe
 
 from .config import SearchConfig
+from .deadline import RetrainDeadline
+from .progress import format_duration
 from .constants import ASHA_STATE, EXPERIMENT, SEARCH_JSON, STUDY_DB, study_url
 from .errors import RetrainError, SearchError
 from .lock import LOCK_NAME, OutLock
@@ -114,7 +116,6 @@ def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path:
             raise SearchError(f"--resume continues the search as it was defined; these flags differ: "
                               f"{'; '.join(changed)}. Resume with the original values, or start a new search in "
                               "another --out")
-
     try:
         with open(out / STUDY_DB, "r+b"):  # what a read-only or immutable (chattr +i) file refuses, even root
             pass
@@ -236,6 +237,7 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     )
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
+    deadline = None
     if resume:
         tuner = restore_tuner(experiment_path, trainable)
         previous = json.loads((out / SEARCH_JSON).read_text()) if (out / SEARCH_JSON).exists() else {}
@@ -246,8 +248,12 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
         if warm is not None:
             warm.add_to(study)
         budget = config.time_budget_s - (time.perf_counter() - t_start) if config.time_budget else None
+        if budget is not None and config.retrain:
+            epochs = config.retrain_epochs or config.max_epochs
+            images = epochs * (len(data.train_labels) + len(data.val_labels))
+            deadline = RetrainDeadline(time.monotonic() + budget, images, config.max_epochs)
         tuner = make_tuner(config, out, storage_path, plan.space, trainable, params=plan.params,
-                           time_budget_s=budget, points_to_evaluate=plan.recipes or None)
+                           time_budget_s=budget, points_to_evaluate=plan.recipes or None, stop=deadline)
     extra = {**extra, "budget_plan": plan.budget.to_dict() if plan.budget else None}
     # The earlier runs' wall time, kept should this run be killed too.
     write_started(out, config, started, data.describe(), {**extra, "wall_seconds": time.perf_counter() - t0})
@@ -256,7 +262,9 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     wall = time.perf_counter() - t0
 
     study = optuna.load_study(study_name=config.study_name, storage=study_url(out))
-    budget_hit = config.time_budget is not None and time.perf_counter() - t_start >= config.time_budget_s
+    # Ended by --time-budget: Tune's cap on the search, or the deadline that keeps time for the retrain.
+    budget_hit = config.time_budget is not None and (time.perf_counter() - t_start >= config.time_budget_s or (
+        deadline is not None and deadline.fired))
     unfinished = settle(study, budget_hit)
     tune_ids = set(tune_statuses(study))
     interrupted = bool(unfinished) or (len(tune_ids) < config.num_samples and not budget_hit)
@@ -276,6 +284,11 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
 
     if config.retrain and summary["best_trial"] is not None:
         from .retrain import retrain_run
+
+        if deadline is not None and deadline.retrain_seconds() is not None:
+            left = config.time_budget_s - (time.perf_counter() - t_start)
+            print(f"note: the retrain should take about {format_duration(deadline.retrain_seconds())}; "
+                  f"{format_duration(left)} of --time-budget {config.time_budget} left", file=sys.stderr)
 
         try:
             retrain_run(out, epochs=config.retrain_epochs, data=data, cpus=config.cpus_per_trial, gpus=gpus,

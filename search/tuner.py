@@ -82,7 +82,7 @@ def make_scheduler(config: SearchConfig, out: Path) -> PersistentASHA | None:
 
 
 def make_tuner(config: SearchConfig, out: Path, storage_path: str, space, trainable, *, params=(),
-               time_budget_s: float | None = None, points_to_evaluate: list[dict] | None = None):
+               time_budget_s: float | None = None, points_to_evaluate: list[dict] | None = None, stop=None):
     """The Tuner of a new search: ``space`` searched by Optuna, stopped by ASHA, ``params`` as table columns."""
     from ray import tune
     from ray.tune import CLIReporter
@@ -118,11 +118,12 @@ def make_tuner(config: SearchConfig, out: Path, storage_path: str, space, traina
         run_config=tune.RunConfig(
             name=EXPERIMENT,
             storage_path=storage_path,
+            stop=stop,  # search.deadline.RetrainDeadline under --time-budget
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             progress_reporter=reporter,
             verbose=config.verbose,
-            callbacks=[TrialStatuses(study_url(out), config.study_name), *progress],
+            callbacks=[TrialStatuses(study_url(out), config.study_name), *progress, *([stop] if stop else [])],
         ),
     )
 

@@ -1,0 +1,73 @@
+"""--time-budget bounds the whole command: the search stops while the retrain still fits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from search.deadline import REPORT_MARGIN_S, RetrainDeadline
+from tests.test_search import ROOT, SEARCH, load_study
+
+
+def test_the_deadline_fires_when_only_the_retrain_fits():
+    now = [0.0]
+    stop = RetrainDeadline(deadline=100.0, retrain_images=6000, max_t=2, clock=lambda: now[0])
+    assert not stop.stop_all()  # nothing measured yet: Tune's own time budget decides
+    stop("t1", {"images_per_second": 100.0, "training_iteration": 1})
+    stop("t1", {"images_per_second": 300.0, "training_iteration": 2})
+    stop("t2", {"images_per_second": 200.0, "training_iteration": 1})
+    stop.on_trial_complete(0, [], Done({"training_iteration": 2}))
+    assert stop.retrain_seconds() == 6000 / 200.0 + REPORT_MARGIN_S  # the median speed
+    now[0] = 49.0
+    assert not stop.stop_all()  # 49 + 50 < 100
+    now[0] = 50.0
+    assert stop.stop_all() and stop.fired
+    assert stop("t3", {"images_per_second": 1e9}) is False  # it never stops one trial alone
+
+
+class Done:
+    """What RetrainDeadline reads of a Tune trial that Tune says is complete."""
+
+    def __init__(self, last_result):
+        self.last_result = last_result
+
+
+def test_the_deadline_waits_for_a_config_to_retrain():
+    stop = RetrainDeadline(deadline=10.0, retrain_images=6000, max_t=3, clock=lambda: 100.0)
+    stop("t1", {"images_per_second": 100.0, "training_iteration": 3})
+    assert not stop.stop_all()  # past the deadline, and a result at max_t, but not yet recorded as complete
+    stop.on_trial_complete(0, [], Done({"training_iteration": 2}))
+    assert not stop.stop_all()  # an ASHA-stopped trial is no best config
+    stop.on_trial_complete(0, [], Done({"training_iteration": 3, "diverged": True}))
+    assert not stop.stop_all()  # nor is a diverged one
+    stop.on_trial_complete(0, [], Done({"training_iteration": 3}))
+    assert stop.stop_all()
+
+
+@pytest.mark.slow
+def test_time_budget_keeps_time_for_the_retrain(image_folder, tmp_path):
+    out = tmp_path / "budget"
+    # 800 training + 200 validation images x 300 retrain epochs cannot fit in 2 minutes on any
+    # machine, so the search stops as soon as one trial has run both epochs, and says so.
+    proc = subprocess.Popen([sys.executable, "-m", "search.run", *SEARCH, "--data", str(image_folder), "--out",
+                             str(out), "--num-samples", "8", "--max-epochs", "2", "--retrain-epochs", "300",
+                             "--time-budget", "2m", "--no-report"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stderr:  # the search's results are written before this note; the retrain follows
+            lines.append(line)
+            if line.startswith("note: the retrain should take about"):
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    assert lines and "of --time-budget 2m left" in lines[-1], "".join(lines)[-3000:]
+    summary = json.loads((out / "search.json").read_text())
+    assert summary["time_budget_hit"] is True and summary["completed"] >= 1
+    trials = load_study(out).trials
+    assert len(trials) < 8  # trials not started were not run
+    assert all(t.state.name == "PRUNED" for t in trials if t.user_attrs.get("stopped_by") == "time_budget")
