@@ -116,6 +116,7 @@ def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path:
             raise SearchError(f"--resume continues the search as it was defined; these flags differ: "
                               f"{'; '.join(changed)}. Resume with the original values, or start a new search in "
                               "another --out")
+        check_not_complete(out, json.loads((out / SEARCH_JSON).read_text()))
     try:
         with open(out / STUDY_DB, "r+b"):  # what a read-only or immutable (chattr +i) file refuses, even root
             pass
@@ -125,6 +126,15 @@ def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path:
         raise SearchError(f"--resume: cannot write {out / STUDY_DB} ({e.strerror}); make it writable") from None
     if config.scheduler == "asha":
         repair_asha_state(config, out)
+
+
+def check_not_complete(out: Path, saved: dict) -> None:
+    """A search that finished, or that its --time-budget ended, has nothing to resume: say so, change nothing."""
+    if saved.get("finished") is None or saved.get("interrupted"):
+        return
+    why = "its --time-budget ended it" if saved.get("time_budget_hit") else "every trial ran"
+    raise SearchError(f"--resume: the search in {out} is complete ({why}); to search more, start a new search that "
+                      f"learns from it: --warm-start {out} --out NEW_FOLDER")
 
 
 def repair_asha_state(config: SearchConfig, out: Path) -> None:

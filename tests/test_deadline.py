@@ -71,3 +71,34 @@ def test_time_budget_keeps_time_for_the_retrain(image_folder, tmp_path):
     trials = load_study(out).trials
     assert len(trials) < 8  # trials not started were not run
     assert all(t.state.name == "PRUNED" for t in trials if t.user_attrs.get("stopped_by") == "time_budget")
+
+
+def test_resume_of_a_complete_search_is_refused_and_changes_nothing(tmp_path):
+    from search.config import SearchConfig
+    from search.driver import check_not_complete
+    from search.errors import SearchError
+
+    saved = {"config": SearchConfig(space="smoke").to_dict(), "finished": "2026-12-01T10:00:00+00:00",
+             "time_budget_hit": True, "interrupted": False}
+    with pytest.raises(SearchError, match=r"is complete \(its --time-budget ended it\).*--warm-start"):
+        check_not_complete(tmp_path, saved)
+    with pytest.raises(SearchError, match=r"is complete \(every trial ran\)"):
+        check_not_complete(tmp_path, {**saved, "time_budget_hit": False})
+    check_not_complete(tmp_path, {**saved, "interrupted": True})  # an interrupted one resumes
+    check_not_complete(tmp_path, {**saved, "finished": None})  # so does one that died mid-search
+
+
+@pytest.mark.slow
+def test_resume_after_the_budget_exits_2_and_leaves_search_json(image_folder, tmp_path):
+    from tests.test_search import run_search
+
+    out = tmp_path / "done"
+    flags = [*SEARCH, "--data", str(image_folder), "--out", str(out), "--num-samples", "2", "--max-epochs", "1",
+             "--no-retrain", "--no-report"]
+    first = run_search(*flags)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = (out / "search.json").read_bytes()
+    again = run_search(*flags, "--resume")
+    assert again.returncode == 2 and "is complete (every trial ran)" in again.stderr
+    assert len([ln for ln in again.stderr.splitlines() if ln.strip()]) == 1, again.stderr
+    assert (out / "search.json").read_bytes() == before
