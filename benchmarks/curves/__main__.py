@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -40,13 +41,24 @@ def load_space(table, space_name: str):
     return space, recipe, narrowed_info.distributions
 
 
-def _run(spec, table_path, space_name, max_t):
-    arm, seed, budget, workers = spec
+@functools.lru_cache(maxsize=None)
+def _setting(table_path: str, space_name: str, max_t: int):
+    """The table's full curves and its space, read once per process."""
     table = read_table(table_path)
     curves = [c for c in table.curves() if len(c.val_acc) == max_t or c.diverged]
-    space, recipe, distributions = load_space(table, space_name)
+    return (curves, *load_space(table, space_name))
+
+
+def _run(spec, table_path, space_name, max_t):
+    arm, seed, budget, workers = spec
+    curves, space, recipe, distributions = _setting(str(table_path), space_name, max_t)
     return protocol.run_one(protocol.arm_from_text(arm), curves, space, recipe, distributions, seed=seed,
                             budget=budget, max_t=max_t, workers=workers)
+
+
+def _direction(mean_diff: float) -> str:
+    """+: lower regret than the baseline (better), −: higher, =: the same."""
+    return "+" if mean_diff < 0 else "−" if mean_diff > 0 else "="
 
 
 def markdown(summary: dict) -> str:
@@ -55,7 +67,7 @@ def markdown(summary: dict) -> str:
     for arm, r in summary["arms"].items():
         reach = f"{r['reach_ratio']:.2f}×" if r.get("reach_ratio") is not None else "never"
         tests = " | ".join(
-            f"{t['wilcoxon']['p']:.3g} / {t['sign']['p']:.3g} ({'+' if t['mean_diff'] < 0 else '−'})"
+            f"{t['wilcoxon']['p']:.3g} / {t['sign']['p']:.3g} ({_direction(t['mean_diff'])})"
             for t in r.get("tests", {}).values())
         lines.append(f"| {arm} | {r['trials']:.0f} | {r['final_regret']:.4f} ± {r['final_regret_se']:.4f} | "
                      f"{r['final_rank']:.2f} | {reach} | {tests} |")
