@@ -47,6 +47,7 @@ def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):
     assert got[:4] == expected[:4] and torch.equal(got[4], expected[4])
 
 
+@pytest.mark.slow
 def test_resume_reads_the_checkpoint_onto_the_cpu_whatever_the_run_device(data, tmp_path, monkeypatch):
     cfg = RunConfig(**TINY)
     fit(cfg, data, on_epoch=lambda m, c: True, checkpoint_dir=tmp_path)
@@ -66,6 +67,7 @@ def test_resume_reads_the_checkpoint_onto_the_cpu_whatever_the_run_device(data, 
 @pytest.mark.filterwarnings("ignore:.*copying from a non-meta parameter:UserWarning")
 @pytest.mark.parametrize("optimizer, state_keys", [("adamw", {"step", "exp_avg", "exp_avg_sq"}),
                                                    ("sgd", {"momentum_buffer"})])
+@pytest.mark.slow
 def test_a_cpu_checkpoint_resumes_with_all_optimizer_state_on_a_gpu_run_device(data, tmp_path, monkeypatch,
                                                                                  optimizer, state_keys):
     # A trial moved from a CPU node to a GPU node. The meta device plays the GPU: its parameters
@@ -89,6 +91,7 @@ def test_a_cpu_checkpoint_resumes_with_all_optimizer_state_on_a_gpu_run_device(d
     assert all(g["fused"] for g in opt.param_groups)  # this machine's kernels, not the checkpoint's
 
 
+@pytest.mark.slow
 def test_every_model_and_checkpoint_file_loads_weights_only_with_cpu_tensors(data, image_folder, tmp_path):
     out = tmp_path / "run"
     args = get_args_parser().parse_args([

@@ -95,6 +95,7 @@ def test_fp16_epochs_use_the_runs_scaler_and_never_make_their_own(monkeypatch):
         assert made == [scaler]
 
 
+@pytest.mark.slow
 def test_fit_makes_one_fp16_scaler_for_all_its_epochs(monkeypatch):
     with fake_cuda(monkeypatch, capability=(7, 5)):
         made = count_scalers(monkeypatch)
@@ -103,6 +104,7 @@ def test_fit_makes_one_fp16_scaler_for_all_its_epochs(monkeypatch):
     assert result.precision == "fp16" and result.epochs == 3 and len(made) == 1
 
 
+@pytest.mark.slow
 def test_a_cuda_run_records_cudnn_benchmark_on_and_tf32_off_in_config_json(monkeypatch, image_folder, tmp_path):
     with fake_cuda(monkeypatch):
         args = get_args_parser().parse_args(["--data", str(image_folder), "--val-size", "200", "--out", str(tmp_path),

@@ -87,6 +87,7 @@ def record_cuda_calls(monkeypatch) -> list[str]:
     return calls
 
 
+@pytest.mark.slow
 def test_a_cpu_run_its_checkpoint_and_its_resume_never_touch_cuda(data, tmp_path, monkeypatch):
     calls = record_cuda_calls(monkeypatch)
     cfg = RunConfig(**TINY)

@@ -40,6 +40,7 @@ def run_in_empty_folder(tmp_path, *argv):
      ["could not download CIFAR-10", "--data PATH"]),
     (["-m", "model.train"], ["could not download CIFAR-10", "--data PATH"]),
 ])
+@pytest.mark.slow
 def test_offline_first_commands_say_what_to_pass_in_one_line(tmp_path, argv, needles):
     proc = run_in_empty_folder(tmp_path, *argv)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]

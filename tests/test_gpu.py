@@ -212,6 +212,7 @@ CPU_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_cpu_run_on_a_gpu_machine_opens_no_cuda_context(tmp_path):
     done = subprocess.run([sys.executable, "-c", CPU_RUN, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)

@@ -35,6 +35,7 @@ def test_without_cuda_the_check_exits_2_in_one_line():
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("error: no CUDA device here")
 
 
+@pytest.mark.slow
 def test_sigterm_halfway_leaves_every_finished_measurement_in_the_json(tmp_path):
     out = tmp_path / "gpu-check.json"
     proc = subprocess.Popen(CHECK + ["--simulate-cpu", "--sections", "throughput", "--archs", "resnet20", "--augments",
@@ -85,6 +86,7 @@ def test_a_signal_stops_the_subprocess_the_check_waits_for(tmp_path):
     assert time.monotonic() - start < 60
 
 
+@pytest.mark.slow
 def test_a_budget_too_small_for_a_section_skips_it_and_says_so(tmp_path):
     out = tmp_path / "gpu-check.json"
     done = check("--simulate-cpu", "--budget", "1", "--sections", "train", "throughput", "concurrency", "--json",
@@ -96,6 +98,7 @@ def test_a_budget_too_small_for_a_section_skips_it_and_says_so(tmp_path):
     assert json.loads(out.read_text())["state"] == "finished"
 
 
+@pytest.mark.slow
 def test_without_pytest_the_tests_section_is_not_run_and_the_check_fails(tmp_path):
     out = tmp_path / "gpu-check.json"
     flags = ["--simulate-cpu", "--sections", "tests", "--json", str(out)]
@@ -122,6 +125,7 @@ def test_a_concurrent_training_that_fails_stops_the_others_at_once(tmp_path, mon
     assert time.monotonic() - start < BARRIER_S / 2
 
 
+@pytest.mark.slow
 def test_the_mps_levels_start_the_daemon_and_stop_it(tmp_path):
     # A stand-in for nvidia-cuda-mps-control that logs what it is asked; the trainings run on the CPU.
     log = tmp_path / "mps.log"

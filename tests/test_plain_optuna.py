@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import plain_optuna
 
 
@@ -14,6 +16,7 @@ def _run(image_folder, out, *flags):
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_plain_optuna_searches_retrains_and_tests(image_folder, tmp_path):
     # 1,000 synthetic images (200 held out): a trial of 2 epochs takes a few seconds.
     result = _run(image_folder, tmp_path / "plain.json", "--total-seconds", "3600", "--max-trials", "3")
@@ -24,6 +27,7 @@ def test_plain_optuna_searches_retrains_and_tests(image_folder, tmp_path):
     assert 0.0 <= result["test_acc"] <= 1.0 and result["data"]["sizes"]["test"] == 200
 
 
+@pytest.mark.slow
 def test_the_search_stops_when_only_the_retrain_still_fits(image_folder, tmp_path):
     # 1 s in all, 0.5 s of it for the retrain: the first trial runs, and no second one starts.
     result = _run(image_folder, tmp_path / "plain.json", "--total-seconds", "1", "--retrain-seconds", "0.5")

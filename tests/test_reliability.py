@@ -141,6 +141,7 @@ def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, capsys, image_fold
         assert len(err) == 1 and "--out" in err[0] and needle in err[0], err
 
 
+@pytest.mark.slow
 def test_model_train_refuses_bad_numbers_and_outs_in_one_line(tmp_path, image_folder, read_only_dir):
     a_file = tmp_path / "a_file"
     a_file.write_text("")

@@ -214,6 +214,7 @@ def test_plain_cifar10_is_not_labelled_jpeg(tmp_path, image_folder):
     assert "JPEG" not in page and "Data: CIFAR-10." in page
 
 
+@pytest.mark.slow
 def test_cli_writes_report(tmp_path, image_folder):
     run_dir = make_run(tmp_path / "run", image_folder, running=1)
     proc = subprocess.run(

@@ -1,5 +1,6 @@
 """The retrain of a search's best config, and loading the model it writes."""
 
+import pytest
 import torch
 
 from model.config import RunConfig
@@ -8,6 +9,7 @@ from search.retrain import load_best_model, retrain
 from tests._data_utils import write_image_folders
 
 
+@pytest.mark.slow
 def test_load_best_model_loads_a_model_trained_on_three_classes(tmp_path):
     # An image-folder tree may hold any number of classes; this one has three.
     three = synthetic_cifar10(num_train=150, num_test=30, num_classes=3, val_size=30, seed=0)

@@ -21,6 +21,7 @@ def data():
     return synthetic_cifar10(num_train=1200, num_test=300, val_size=300, seed=0)
 
 
+@pytest.mark.slow
 def test_fit_learns_synthetic_data(data):
     epochs = []
     result = fit(RunConfig(**QUICK), data, on_epoch=lambda m, ckpt: epochs.append(m))
@@ -46,6 +47,7 @@ def test_non_finite_loss_ends_the_run_as_diverged(data):
     assert math.isnan(seen[-1]["val_loss"])
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint_is_exact(data, tmp_path):
     cfg = RunConfig(**{**QUICK, "augment": "crop_flip_cutout", "epochs": 2})
     straight = fit(cfg, data)
@@ -74,6 +76,7 @@ def resnet18_file(tmp_path_factory):
 
 
 @pytest.mark.parametrize("frozen", [4, 2])
+@pytest.mark.slow
 def test_frozen_stages_stay_bit_identical_after_training(data, resnet18_file, frozen):
     cfg = RunConfig(arch="resnet18", weights=str(resnet18_file), frozen_stages=frozen, epochs=1, batch_size=100,
                     lr=0.05, augment="crop_flip", device="cpu", threads=2)
@@ -124,6 +127,7 @@ def test_bad_config_values_name_the_valid_ones():
         RunConfig(arch="resnet21")
 
 
+@pytest.mark.slow
 def test_cli_writes_config_metrics_and_model(data, tmp_path, capsys):
     root = write_image_folders(data, tmp_path / "images")
     out = tmp_path / "run"

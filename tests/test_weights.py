@@ -81,6 +81,7 @@ def test_online_downloads_each_missing_file_quietly_into_the_cache(empty_cache, 
     assert fetched == ARCHS
 
 
+@pytest.mark.slow
 def test_offline_finetune_search_is_one_line_naming_all_three_files(tmp_path):
     proc = run_in_empty_folder(tmp_path, "-m", "search.run", "--space", "finetune")
     assert proc.returncode == 2
