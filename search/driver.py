@@ -203,7 +203,9 @@ def _search(config: SearchConfig, resume: bool, out: Path, storage_path: str) ->
     t_start = time.perf_counter()  # --time-budget counts from here: data, Ray and preflight included
     space_fn = spaces.get_space(config.space)
     info = inspect_space(space_fn, config.space)
-    weights = resolve_weights(config.space, config.weights, info.archs)
+    # Only the architectures --choices leaves: offline with resnet18's weights cached, arch=resnet18 needs no other.
+    archs = [a for a in info.archs if a in config.choices.get("arch", info.archs)] or info.archs
+    weights = resolve_weights(config.space, config.weights, archs)
     if config.verbose == 0:
         # "A new study created in RDB" then "Using an existing study": the same study, said twice.
         optuna.logging.set_verbosity(optuna.logging.WARNING)
