@@ -21,6 +21,7 @@ import optuna
 from benchmarks.curves.simulate import NearestCurve, simulate
 from benchmarks.curves.stats import first_reach, mean_se, normalised_regret, ranks, sign_test, step_at, wilcoxon
 from benchmarks.curves.table import Curve
+from search.progress import asha_rungs, expected_epochs_left
 
 BASELINE = "random_fifo"
 GRID_POINTS = 60  # points of the regret curves over the budget
@@ -60,29 +61,13 @@ ARMS = {a.name: a for a in [
 DEFAULT_ARMS = ["random_fifo", "random_asha", "tpe_fifo", "tpe_asha"]
 
 
-def asha_rungs(grace: int, rf: float, max_t: int) -> list[int]:
-    """ASHA's milestones below max_t (Ray's: grace * rf**k), then max_t."""
-    rungs, k = [], 0
-    while grace * rf ** k < max_t:
-        rungs.append(int(grace * rf ** k))
-        k += 1
-    return rungs + [max_t]
-
-
-def asha_expected_epochs(grace: int, rf: float, max_t: int) -> float:
-    """Epochs an average trial runs if each rung passes 1/rf of the trials on to the next."""
-    rungs = asha_rungs(grace, rf, max_t)
-    total, prev = 0.0, 0
-    for k, r in enumerate(rungs):
-        total += (r - prev) / rf ** k
-        prev = r
-    return total
-
-
 def num_trials(arm: Arm, budget: int, max_t: int) -> int:
     if arm.scheduler == "fifo":
         return budget
-    return math.ceil(budget * max_t / asha_expected_epochs(arm.grace_period, arm.reduction_factor, max_t) - 1e-9)
+    # The progress display's estimate of an average trial's epochs under these rungs (1/R go on at each).
+    rungs = asha_rungs(max_t, arm.grace_period, arm.reduction_factor)
+    per_trial = expected_epochs_left(0, max_t, rungs, arm.reduction_factor)
+    return math.ceil(budget * max_t / per_trial - 1e-9)
 
 
 def build_search(arm: Arm, space, recipe: dict | None, seed: int, num_samples: int, max_t: int, state_dir: Path,
