@@ -21,7 +21,8 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e3
 AXES = (("epochs", "trial-epochs spent", 1.0), ("seconds", "wall time (min)", 1 / 60))
 
 
-def _rgba(hex_color: str, alpha: float) -> str:
+def rgba(hex_color: str, alpha: float) -> str:
+    """A #rrggbb colour as rgba() with ``alpha``: the bands under the curves."""
     r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
 
@@ -48,7 +49,7 @@ def anytime_figure(curves: dict[str, dict[int, list[CurvePoint]]], title: str,
             fig.add_trace(go.Scatter(x=lo_x, y=lo, mode="lines", line=dict(width=0, shape="hv"),
                                      legendgroup=arm, showlegend=False, hoverinfo="skip"), row=1, col=col)
             fig.add_trace(go.Scatter(x=hi_x, y=hi, mode="lines", line=dict(width=0, shape="hv"),
-                                     fill="tonexty", fillcolor=_rgba(color, 0.18), legendgroup=arm,
+                                     fill="tonexty", fillcolor=rgba(color, 0.18), legendgroup=arm,
                                      showlegend=False, hoverinfo="skip"), row=1, col=col)
             fig.add_trace(go.Scatter(
                 x=mean_x, y=mean, mode="lines", line=dict(color=color, width=2.5, shape="hv"),

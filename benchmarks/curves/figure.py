@@ -5,14 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-COLORS = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff",
-          "#fecb52", "#8c564b", "#7f7f7f"]
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
-
+from benchmarks.anytime_plot import COLORS, rgba
 
 def protocol_figure(summary: dict, title: str) -> go.Figure:
     fig = make_subplots(rows=1, cols=3, subplot_titles=("regret vs trial-epochs", "regret vs simulated time (s)",
@@ -24,7 +17,7 @@ def protocol_figure(summary: dict, title: str) -> go.Figure:
             upper = [m + s for m, s in zip(mean, se)]
             lower = [m - s for m, s in zip(mean, se)]
             fig.add_trace(go.Scatter(x=x + x[::-1], y=upper + lower[::-1], fill="toself", line=dict(width=0),
-                                     fillcolor=_rgba(color, 0.15), hoverinfo="skip", showlegend=False,
+                                     fillcolor=rgba(color, 0.15), hoverinfo="skip", showlegend=False,
                                      legendgroup=arm), row=1, col=col)
             fig.add_trace(go.Scatter(x=x, y=mean, name=arm, line=dict(color=color), legendgroup=arm,
                                      showlegend=col == 1), row=1, col=col)
