@@ -98,7 +98,11 @@ def test_run_search_then_resume_retrain_and_report_from_the_saved_config(image_f
     assert isinstance(result, SearchResult) and not result.interrupted and result.out == out.resolve()
     study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{out / 'study.db'}")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(result.trials) == 6 and set(result.trials["state"]) <= {"COMPLETE", "PRUNED", "FAIL"}
+    # A suggestion Optuna recorded after Tune's last experiment snapshot has no Tune trial to finish
+    # it: FAIL "orphaned", and Tune asks for another. Every other trial is one of the 6 Tune trials.
+    orphaned = result.trials["fail_reason"] == "orphaned"
+    assert (~orphaned).sum() == 6 and orphaned.sum() <= 2 and set(result.trials[orphaned]["state"]) <= {"FAIL"}
+    assert set(result.trials["state"]) <= {"COMPLETE", "PRUNED", "FAIL"}
     assert result.best_val_acc == max(t.value for t in complete) and result.test_acc is None
     assert result.best_config["epochs"] == 3 and result.best_config["lr"] == study.trials[result.best_trial].params["lr"]
 
