@@ -59,8 +59,11 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial temporary file either
     return path
 
 
@@ -180,6 +183,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path} holds objects a safe load refuses (a checkpoint of an older version?): "
                               f"{str(e).splitlines()[0]}; start the run afresh without it") from e
+    except (RuntimeError, EOFError) as e:  # torch's zip reader on a truncated or overwritten file
+        raise CheckpointError(f"{path} is damaged ({str(e).splitlines()[0].split('. ')[0]})") from e
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a checkpoint of format {CHECKPOINT_FORMAT} (found {found!r}); "

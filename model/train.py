@@ -171,7 +171,7 @@ def fit(
     on_epoch: Callable[[dict, Path | None], bool | None] | None = None,
     *,
     checkpoint_dir: str | os.PathLike | None = None,
-    resume_from: str | os.PathLike | None = None,
+    resume_from: str | os.PathLike | dict | None = None,
     train_on_val: bool = False,
     progress: bool = False,
     pretrained: dict[str, torch.Tensor] | None = None,
@@ -182,8 +182,8 @@ def fit(
     train_loss, train_acc, val_loss, val_acc, lr, seconds, images_per_second) and the path of
     the checkpoint written this epoch (or None); returning True stops the run. Checkpoints go
     to ``checkpoint_dir`` every ``cfg.checkpoint_every`` epochs and at the end;
-    ``resume_from`` (a checkpoint file or a directory holding one) continues exactly where it
-    left off, on any device. ``train_on_val`` trains on train + validation (the retrain of the
+    ``resume_from`` (a checkpoint file, a directory holding one, or a checkpoint ``load_checkpoint``
+    has read) continues exactly where it left off, on any device. ``train_on_val`` trains on train + validation (the retrain of the
     best config) and then has no validation metrics. A non-finite loss ends the run with
     status "diverged". ``pretrained`` is the state dict of ``cfg.weights`` when the caller has
     already loaded it (a search loads it once on its driver, and the trials' nodes may lack the file).
@@ -212,9 +212,10 @@ def fit(
     step_model = torch.compile(model) if cfg.compile else model
 
     result = FitResult(status="completed", epochs=0, model=model, precision=arithmetic)
-    checkpoint = find_checkpoint(resume_from)
-    if checkpoint is not None:
+    state = resume_from if isinstance(resume_from, dict) else None
+    if state is None and (checkpoint := find_checkpoint(resume_from)) is not None:
         state = load_checkpoint(checkpoint)
+    if state is not None:
         result.epochs, result.history = restore_checkpoint(state, model, optimizer, scheduler, device, scaler)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
 

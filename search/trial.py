@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import posixpath
+import sys
 import tempfile
+from collections.abc import Iterator
 
 import ray
+from pyarrow import fs as pafs
 from ray import tune
 
+from model.checkpoint import CHECKPOINT_NAME, CheckpointError, find_checkpoint, load_checkpoint
 from model.config import RunConfig
 from model.data import CIFAR10Data
 from model.train import fit
@@ -36,17 +41,68 @@ def train_trial(config: dict, data: CIFAR10Data, base: RunConfig, weights_by_arc
     checkpoint = tune.get_checkpoint()
 
     with tempfile.TemporaryDirectory(prefix="trial-ckpt-") as ckpt_dir:
+        # Epochs Tune already has (a resume from an older checkpoint trains them again): reporting
+        # them twice would shift every later epoch's training_iteration, which ASHA and Optuna read.
+        told = epoch_of(checkpoint) if checkpoint is not None else 0
 
         def on_epoch(metrics: dict, written) -> None:
+            if metrics["epoch"] <= told:
+                return
             report = {k: metrics[k] for k in REPORTED if k in metrics}
             report.update(diverged=metrics.get("diverged", False), node=node, node_ip=node_ip)
             if written is not None:
-                tune.report(report, checkpoint=tune.Checkpoint.from_directory(ckpt_dir))
+                saved = tune.Checkpoint.from_directory(ckpt_dir)
+                saved.set_metadata({"epoch": metrics["epoch"]})
+                tune.report(report, checkpoint=saved)
             else:
                 tune.report(report)
 
-        if checkpoint is not None:
-            with checkpoint.as_directory() as resume_dir:
-                fit(cfg, data, on_epoch, checkpoint_dir=ckpt_dir, resume_from=resume_dir, pretrained=state)
-        else:
-            fit(cfg, data, on_epoch, checkpoint_dir=ckpt_dir, pretrained=state)
+        fit(cfg, data, on_epoch, checkpoint_dir=ckpt_dir, resume_from=newest_loadable(checkpoint), pretrained=state)
+
+
+def epoch_of(checkpoint: tune.Checkpoint) -> int:
+    """The epoch ``checkpoint`` was reported at (its metadata; 0 for one written before it was kept)."""
+    try:
+        return int(checkpoint.get_metadata().get("epoch", 0))
+    except (OSError, ValueError):  # the metadata file of a damaged checkpoint
+        return 0
+
+
+def kept_checkpoints(checkpoint: tune.Checkpoint | None) -> Iterator[tune.Checkpoint]:
+    """Tune's checkpoint of this trial, then the older ones it keeps beside it (``num_to_keep``), newest first."""
+    if checkpoint is None:
+        return
+    yield checkpoint
+    parent = posixpath.dirname(checkpoint.path.rstrip("/"))
+    infos = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent))
+    older = [i.path for i in infos if i.type == pafs.FileType.Directory
+             and posixpath.basename(i.path).startswith("checkpoint_") and i.path < checkpoint.path.rstrip("/")]
+    for path in sorted(older, reverse=True):
+        yield tune.Checkpoint(path, filesystem=checkpoint.filesystem)
+
+
+def newest_loadable(checkpoint: tune.Checkpoint | None) -> dict | None:
+    """The newest kept checkpoint of this trial that loads; a damaged one is skipped with a line saying so.
+
+    A trial killed while its storage was writing (a full disk, a node lost mid-upload) leaves a
+    truncated newest checkpoint and a whole one before it: losing one epoch beats losing the trial.
+    """
+    damaged = []
+    for candidate in kept_checkpoints(checkpoint):
+        try:
+            with candidate.as_directory() as folder:
+                path = find_checkpoint(folder)
+                if path is None:
+                    raise CheckpointError(f"no {CHECKPOINT_NAME} in it")
+                state = load_checkpoint(path)
+        except (CheckpointError, OSError) as e:
+            damaged.append(f"{candidate.path}: {e}")
+            continue
+        if damaged:
+            print(f"warning: skipped a damaged checkpoint ({'; '.join(damaged)}); resuming from "
+                  f"{candidate.path} (epoch {state['epoch']})", file=sys.stderr, flush=True)
+        return state
+    if damaged:
+        print(f"warning: no kept checkpoint of this trial loads ({'; '.join(damaged)}); training it again "
+              "from epoch 0", file=sys.stderr, flush=True)
+    return None

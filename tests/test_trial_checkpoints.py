@@ -1,0 +1,76 @@
+"""A trial resumes from the newest of its kept checkpoints that loads (issue 17): a truncated newest one is
+skipped with a line that names it and the one used, and the epochs Tune already has are not reported twice
+(which would shift every later epoch's training_iteration)."""
+
+import shutil
+import types
+
+import pytest
+import ray
+from ray import tune
+
+from model.checkpoint import CHECKPOINT_NAME
+from model.config import RunConfig
+from model.data import synthetic_cifar10
+from search.trial import train_trial
+
+BASE = RunConfig(arch="resnet20", epochs=3, batch_size=50, augment="none", device="cpu", seed=3)
+
+
+class FakeTune:
+    """What ``train_trial`` calls of Tune: its checkpoint to resume, and reports persisted as Tune does
+    (each reported checkpoint copied into the trial's storage as ``checkpoint_<index>``)."""
+
+    def __init__(self, storage, resume=None):
+        self.storage, self.resume, self.reports = storage, resume, []
+        storage.mkdir(exist_ok=True)
+
+    def get_checkpoint(self):
+        return self.resume
+
+    def report(self, metrics, checkpoint=None):
+        self.reports.append(metrics)
+        if checkpoint is not None:
+            shutil.copytree(checkpoint.path, self.storage / f"checkpoint_{len(list(self.storage.iterdir())):06d}")
+
+    def get_context(self):
+        resources = types.SimpleNamespace(required_resources={"CPU": 1})
+        return types.SimpleNamespace(get_trial_resources=lambda: resources)
+
+
+def run_trial(monkeypatch, fake, data):
+    for name in ("get_checkpoint", "report", "get_context"):
+        monkeypatch.setattr(tune, name, getattr(fake, name))
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: types.SimpleNamespace(get_node_id=lambda: "node"))
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "127.0.0.1")
+    train_trial({"lr": 0.05}, data, BASE)
+    return [(r["epoch"], r["val_acc"]) for r in fake.reports]
+
+
+@pytest.mark.parametrize("damaged", [["checkpoint_000001"], ["checkpoint_000000", "checkpoint_000001"]],
+                         ids=["newest", "every-kept"])
+def test_a_trial_resumes_from_its_newest_checkpoint_that_loads(damaged, monkeypatch, tmp_path, capfd):
+    data = synthetic_cifar10(num_train=200, num_test=20, val_size=50, seed=0)
+    whole = run_trial(monkeypatch, FakeTune(tmp_path / "whole"), data)
+    assert [epoch for epoch, _ in whole] == [1, 2, 3]
+
+    # The trial died after epoch 2: Tune kept its last two checkpoints, and the damaged ones are cut short.
+    storage = tmp_path / "cut"
+    storage.mkdir()
+    for name in ("checkpoint_000000", "checkpoint_000001"):
+        shutil.copytree(tmp_path / "whole" / name, storage / name)
+    for name in damaged:
+        path = storage / name / CHECKPOINT_NAME
+        path.write_bytes(path.read_bytes()[:1000])
+    capfd.readouterr()
+    fake = FakeTune(storage, resume=tune.Checkpoint(str(storage / "checkpoint_000001")))
+    resumed = run_trial(monkeypatch, fake, data)
+
+    # Tune has epochs 1 and 2: only epoch 3 is reported, with the value the uninterrupted trial had.
+    assert resumed == whole[2:]
+    warning = [line for line in capfd.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and f"{storage / 'checkpoint_000001'}: " in warning[0], warning
+    if len(damaged) == 1:
+        assert "damaged" in warning[0] and f"resuming from {storage / 'checkpoint_000000'} (epoch 1)" in warning[0]
+    else:
+        assert f"{storage / 'checkpoint_000000'}: " in warning[0] and "training it again from epoch 0" in warning[0]
