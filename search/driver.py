@@ -29,8 +29,11 @@ from spaces.budget import Budget, BudgetPlan, plan_budget
 from spaces.narrow import narrow_space
 from spaces.recipe import fit_recipe
 
+from . import disk
 from .config import SearchConfig
 from .deadline import RetrainDeadline
+from .disk import (DiskFullError, DiskGuard, check_free_space, disk_full_message, is_disk_full,
+                   repair_experiment_state, stop_like_ctrl_c)
 from .progress import format_duration
 from .constants import ASHA_STATE, EXPERIMENT, SEARCH_JSON, STUDY_DB, study_url
 from .errors import RetrainError, SearchError
@@ -58,8 +61,15 @@ def run_search(config: SearchConfig, *, resume: bool = False) -> SearchResult:
     # A search that loses the race for the lock cleans up nothing: the folder is the winner's.
     with OutLock(out):
         try:
+            check_free_space(out, local_storage(storage_path))
             check_resume(config, resume, out, f"{storage_path}/{EXPERIMENT}")
             return _search(config, resume, out, storage_path)
+        except Exception as e:
+            if is_disk_full(e) and not isinstance(e, DiskFullError):
+                # A write that failed where the guard could not look ahead: the state on disk is
+                # what the last whole write left (every file of ours is written atomically).
+                raise DiskFullError(disk_full_message(out)) from None
+            raise
         finally:
             # A search refused before it wrote anything leaves no empty --out behind.
             if created and {p.name for p in out.iterdir()} <= {LOCK_NAME}:
@@ -70,6 +80,13 @@ def run_search(config: SearchConfig, *, resume: bool = False) -> SearchResult:
 
 # The file systems pyarrow (and so Ray's storage) opens by URI.
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
+
+
+def local_storage(storage_path: str) -> str | None:
+    """The folder of a storage path on this machine's file system; None for a remote one (s3://...)."""
+    if "://" not in storage_path:
+        return storage_path
+    return storage_path.partition("://")[2] if storage_path.startswith("file://") else None
 
 
 def storage_location(config: SearchConfig, out: Path) -> str:
@@ -110,6 +127,8 @@ def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path:
     if not tune.Tuner.can_restore(experiment_path):
         raise SearchError(f"--resume: no Ray experiment to resume at {experiment_path}; "
                           "run without --resume to start a new search")
+    if local_storage(experiment_path) is not None and (note := repair_experiment_state(experiment_path)):
+        print(note, file=sys.stderr)
     if (out / SEARCH_JSON).exists():
         changed = config.changed_flags(SearchConfig.from_run(out))
         if changed:
@@ -265,13 +284,15 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
             images = epochs * (len(data.train_labels) + len(data.val_labels))
             deadline = RetrainDeadline(time.monotonic() + budget, images, config.max_epochs)
         tuner = make_tuner(config, out, storage_path, plan.space, trainable, params=plan.params,
-                           time_budget_s=budget, points_to_evaluate=plan.recipes or None, stop=deadline)
+                           time_budget_s=budget, points_to_evaluate=plan.recipes or None, stop=deadline,
+                           callbacks=[DiskGuard(out, local_storage(storage_path), local_storage(experiment_path))])
     extra = {**extra, "budget_plan": plan.budget.to_dict() if plan.budget else None}
     # The earlier runs' wall time, kept should this run be killed too.
     write_started(out, config, started, data.describe(), {**extra, "wall_seconds": time.perf_counter() - t0})
     with sigterm_as_sigint():
         grid = tuner.fit()
     wall = time.perf_counter() - t0
+    disk_full = disk.fired(out)  # the guard stopped Tune as Ctrl-C would: trials are left to resume
 
     study = optuna.load_study(study_name=config.study_name, storage=study_url(out))
     # Ended by --time-budget: Tune's cap on the search, or the deadline that keeps time for the retrain.
@@ -284,6 +305,8 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
                             extra={**extra, "time_budget_hit": budget_hit, "interrupted": interrupted,
                                    "warm_start": warm.describe() if warm else None})
     print_summary(summary, out, storage_path)
+    if disk_full:
+        raise DiskFullError(disk_full)
     if grid.errors:
         print(f"note: {len(grid.errors)} trial(s) failed after retries; see {experiment_path}", file=sys.stderr)
     if interrupted:
@@ -324,11 +347,7 @@ def sigterm_as_sigint():
     at once instead.
     """
     def handler(signum, frame):
-        on_sigint = signal.getsignal(signal.SIGINT)
-        if callable(on_sigint):
-            on_sigint(signal.SIGINT, frame)
-        else:
-            raise KeyboardInterrupt
+        stop_like_ctrl_c()
 
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread

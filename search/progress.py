@@ -35,17 +35,18 @@ REDRAW_S = 1.0  # the bar's elapsed time and ETA are redrawn at most this often
 
 def progress_callbacks(num_samples: int, max_epochs: int, verbose: bool = False, stream: TextIO | None = None, *,
                        grace_period: int | None = None, reduction_factor: float | None = None,
-                       deadline_s: float | None = None) -> list[Callback]:
+                       deadline_s: float | None = None, retrain=None) -> list[Callback]:
     """The callbacks to add to ``RunConfig(callbacks=...)``: ``[SearchProgress(...)]``, or ``[]`` when verbose.
 
     With ``verbose`` Tune's own table is wanted instead, and two displays would overwrite each other.
     ``grace_period``/``reduction_factor``: ASHA's, for the estimate (None: every trial runs
-    ``max_epochs``). ``deadline_s``: the ``TuneConfig(time_budget_s=...)`` of the run, if any.
+    ``max_epochs``). ``deadline_s``: the ``TuneConfig(time_budget_s=...)`` of the run, if any;
+    ``retrain``: the ``RetrainDeadline`` that ends the search earlier, to keep time for the retrain.
     """
     if verbose:
         return []
     return [SearchProgress(num_samples, max_epochs, stream=stream, grace_period=grace_period,
-                           reduction_factor=reduction_factor, deadline_s=deadline_s)]
+                           reduction_factor=reduction_factor, deadline_s=deadline_s, retrain=retrain)]
 
 
 def asha_rungs(max_epochs: int, grace_period: int | None, reduction_factor: float | None) -> list[int]:
@@ -92,8 +93,9 @@ class SearchProgress(Callback):
 
     def __init__(self, num_samples: int, max_epochs: int, *, stream: TextIO | None = None,
                  grace_period: int | None = None, reduction_factor: float | None = None,
-                 deadline_s: float | None = None, clock: Callable[[], float] = time.monotonic):
+                 deadline_s: float | None = None, retrain=None, clock: Callable[[], float] = time.monotonic):
         self.num_samples, self.max_epochs = num_samples, max_epochs
+        self.retrain = retrain  # search.deadline.RetrainDeadline, or None
         self.stream = stream if stream is not None else sys.stdout
         self.rungs = asha_rungs(max_epochs, grace_period, reduction_factor)
         self.reduction_factor = reduction_factor
@@ -189,9 +191,18 @@ class SearchProgress(Callback):
         # The trials left cannot use more slots than there are trials left.
         parallel = max(1, min(self.peak_running, len(self.running) + not_started))
         eta = work * (self.epoch_seconds / self.epochs_timed) / parallel
-        if self.deadline is not None:
-            eta = min(eta, max(self.deadline - self.clock(), 0.0))
+        end = self.search_end()
+        if end is not None:
+            eta = min(eta, max(end - self.clock(), 0.0))
         return eta
+
+    def search_end(self) -> float | None:
+        """When the time budget ends the search: Tune's cap, or earlier the moment the retrain still fits."""
+        ends = [self.deadline] if self.deadline is not None else []
+        if self.retrain is not None and self.retrain.completed and self.retrain.retrain_seconds() is not None:
+            # RetrainDeadline stops the search only once a trial ran every epoch (something to retrain).
+            ends.append(self.retrain.deadline - self.retrain.retrain_seconds())
+        return min(ends) if ends else None
 
     def status_text(self) -> str:
         """done/N and running, elapsed time and the estimate, best, the outcomes, trial-epochs."""
@@ -203,7 +214,8 @@ class SearchProgress(Callback):
         if eta is None:
             timing += ", ETA after the first epoch"
         else:
-            budget = self.deadline is not None and eta >= self.deadline - self.clock() - 1e-9
+            end = self.search_end()
+            budget = end is not None and eta >= end - self.clock() - 1e-9
             timing += f", ETA ~{format_duration(eta)} (est.{', time budget' if budget else ''})"
         parts.append(timing)
         if self.best is not None:

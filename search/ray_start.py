@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 
+from .disk import not_a_disk_full_traceback
 from .errors import SearchError
 
 
@@ -47,6 +48,10 @@ def init_ray(address: str | None, verbose: int) -> bool:
         # say nothing a user acts on; the progress display and the summary say what matters.
         kwargs.update(logging_level=logging.ERROR)
         logging.getLogger("ray.tune").setLevel(logging.WARNING)
+        logging.getLogger("ray.tune.tune").addFilter(not_tunes_restore_advice)
+        for name in ("ray.tune.execution.experiment_state", "ray.tune.execution.tune_controller"):
+            logging.getLogger(name).addFilter(not_a_disk_full_traceback)
+        logging.getLogger("ray.tune.execution.tune_controller").addFilter(not_a_deleted_checkpoint)
     if address is None:
         kwargs.update(include_dashboard=False)
     try:
@@ -55,6 +60,20 @@ def init_ray(address: str | None, verbose: int) -> bool:
         raise SearchError(f"--address {address}: cannot join the Ray cluster ({str(e).splitlines()[0]}); "
                           "start one with `ray start --head` or check the address") from None
     return True
+
+
+def not_tunes_restore_advice(record: logging.LogRecord) -> bool:
+    """Drops Tune's "interrupted ... Resume experiment with: Tuner.restore(...)": the driver's own line
+    says how to continue (the same command and ``--resume``), and ``Tuner.restore`` alone would lose the study."""
+    return not record.getMessage().startswith("Experiment has been interrupted")
+
+
+def not_a_deleted_checkpoint(record: logging.LogRecord) -> bool:
+    """Drops Tune's traceback for deleting a checkpoint that is already gone (it keeps ``num_to_keep`` and,
+    after a resume, may delete one a previous run deleted): nothing is lost, and nothing is to be done."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(error, FileNotFoundError) and "/checkpoint_" in str(error)
+                and record.getMessage().startswith("Trial ") and "Error handling checkpoint" in record.getMessage())
 
 
 @contextlib.contextmanager

@@ -21,6 +21,8 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
+from model.checkpoint import write_text
+
 from .config import SearchConfig
 from .constants import BEST, EXPERIMENT, METRIC, SEARCH_JSON, STUDY_DB, study_url
 from .plots import PLOTLY_JS, make_figures, outcome, write_figures
@@ -330,7 +332,7 @@ def build_report(run_dir):
         f"<body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
     path = run_dir / "report.html"
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)
     return path
 
 

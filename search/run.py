@@ -25,16 +25,17 @@ from model.build import WeightsError
 from model.sources import DataError
 
 from .cli import config_from_args, get_args_parser
+from .disk import DiskFullError
 from .driver import run_search
 from .errors import RetrainError, SearchError
 from .internals import RayInternalsError
 
 
 def main(args: argparse.Namespace) -> int:
-    """0: done; 1: interrupted (resume it) or the retrain failed; 2: bad input, nothing started."""
+    """0: done; 1: interrupted or out of disk space (resume it), or the retrain failed; 2: bad input, nothing started."""
     try:
         result = run_search(config_from_args(args), resume=args.resume)
-    except RetrainError as e:
+    except (RetrainError, DiskFullError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except (SearchError, DataError, WeightsError, ValueError, RayInternalsError) as e:

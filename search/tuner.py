@@ -82,7 +82,8 @@ def make_scheduler(config: SearchConfig, out: Path) -> PersistentASHA | None:
 
 
 def make_tuner(config: SearchConfig, out: Path, storage_path: str, space, trainable, *, params=(),
-               time_budget_s: float | None = None, points_to_evaluate: list[dict] | None = None, stop=None):
+               time_budget_s: float | None = None, points_to_evaluate: list[dict] | None = None, stop=None,
+               callbacks=()):
     """The Tuner of a new search: ``space`` searched by Optuna, stopped by ASHA, ``params`` as table columns."""
     from ray import tune
     from ray.tune import CLIReporter
@@ -105,7 +106,7 @@ def make_tuner(config: SearchConfig, out: Path, storage_path: str, space, traina
     progress = progress_callbacks(config.num_samples, config.max_epochs, verbose=config.verbose >= 1,
                                   grace_period=config.grace_period if asha else None,
                                   reduction_factor=config.reduction_factor if asha else None,
-                                  deadline_s=time_budget_s)
+                                  deadline_s=time_budget_s, retrain=stop)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -123,7 +124,8 @@ def make_tuner(config: SearchConfig, out: Path, storage_path: str, space, traina
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             progress_reporter=reporter,
             verbose=config.verbose,
-            callbacks=[TrialStatuses(study_url(out), config.study_name), *progress, *([stop] if stop else [])],
+            callbacks=[TrialStatuses(study_url(out), config.study_name), *progress, *([stop] if stop else []),
+                       *callbacks],
         ),
     )
 

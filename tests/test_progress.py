@@ -100,6 +100,22 @@ def test_eta_is_capped_by_the_time_budget():
     assert "ETA ~20s (est., time budget)" in p.status_text()
 
 
+def test_eta_ends_where_the_retrain_deadline_stops_the_search():
+    from search.deadline import REPORT_MARGIN_S, RetrainDeadline
+
+    clock = Clock()
+    # 300 s left of a 10-minute budget once the retrain of 6,000 images at 100 images/s (+ margin) is kept.
+    retrain = RetrainDeadline(clock.now + 600, retrain_images=6000, max_t=4, clock=clock)
+    p = make(clock=clock, deadline_s=600, retrain=retrain)
+    a = trial("a")
+    retrain("a", {"images_per_second": 100.0})
+    p.on_trial_result(0, [], a, result(1, 0.3, seconds=1000.0))
+    assert p.eta_seconds() == pytest.approx(600)  # no trial ran every epoch yet: the retrain deadline waits
+    retrain.completed = True
+    assert p.eta_seconds() == pytest.approx(600 - 60 - REPORT_MARGIN_S)
+    assert f"ETA ~{format_duration(600 - 60 - REPORT_MARGIN_S)} (est., time budget)" in p.status_text()
+
+
 def test_format_duration():
     assert [format_duration(s) for s in (0, 45.4, 65, 3599, 3720)] == ["0s", "45s", "1m05s", "59m59s", "1h02m"]
 

@@ -16,6 +16,7 @@ import pytest
 
 from search.cli import get_args_parser
 from search.run import main
+from tests._mounts import tmpfs
 from tests.test_search import ROOT, SEARCH, load_study, run_search
 
 # One trial at a time: the sampler then sees the same history in the same order in every run, so an
@@ -101,11 +102,8 @@ def test_a_signalled_search_loses_nothing_and_resumes_to_the_same_best(signum, u
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A read-only file system: root writes through every permission bit, not through this."""
-    path = tmp_path / "ro"
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(path)], check=True)
-    yield path
-    subprocess.run(["umount", str(path)], check=True)
+    with tmpfs(tmp_path / "ro", "1m", read_only=True) as path:
+        yield path
 
 
 def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, capsys, image_folder, read_only_dir):
