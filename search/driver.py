@@ -326,7 +326,11 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
                   f"{format_duration(left)} of --time-budget {config.time_budget} left", file=sys.stderr)
 
         try:
-            retrain_run(out, epochs=config.retrain_epochs, data=data, cpus=config.cpus_per_trial, gpus=gpus,
+            # On this machine the search's cores are all free now: the retrain takes them all (the
+            # deadline's estimate, from one trial's speed, stays an upper bound). On a cluster it is a trial.
+            cpus = config.cpus_per_trial if config.address is not None else max(resources.get("CPU", 1),
+                                                                                 config.cpus_per_trial)
+            retrain_run(out, epochs=config.retrain_epochs, data=data, cpus=cpus, gpus=gpus,
                         use_ray=config.address is not None, pretrained=pretrained)
         except Exception as e:  # the search's results are already on disk and stay valid
             raise RetrainError(f"the retrain failed ({e.__class__.__name__}: {e}); the search results in {out} are "

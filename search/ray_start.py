@@ -52,6 +52,7 @@ def init_ray(address: str | None, verbose: int) -> bool:
         for name in ("ray.tune.execution.experiment_state", "ray.tune.execution.tune_controller"):
             logging.getLogger(name).addFilter(not_a_disk_full_traceback)
         logging.getLogger("ray.tune.execution.tune_controller").addFilter(not_a_deleted_checkpoint)
+        logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(not_a_trial_that_never_reported)
     if address is None:
         kwargs.update(include_dashboard=False)
     try:
@@ -74,6 +75,12 @@ def not_a_deleted_checkpoint(record: logging.LogRecord) -> bool:
     error = record.exc_info[1] if record.exc_info else None
     return not (isinstance(error, FileNotFoundError) and "/checkpoint_" in str(error)
                 and record.getMessage().startswith("Trial ") and "Error handling checkpoint" in record.getMessage())
+
+
+def not_a_trial_that_never_reported(record: logging.LogRecord) -> bool:
+    """Drops "Failed to fetch metrics for N trial(s)": trials the time budget ended before their first
+    epoch have no results to fetch, and ``trials.csv`` comes from the study, not from these files."""
+    return not record.getMessage().startswith("Failed to fetch metrics")
 
 
 @contextlib.contextmanager
