@@ -97,15 +97,16 @@ def newest_experiment_state(folder: str | os.PathLike) -> Path | None:
 def parses(path: Path) -> bool:
     """Whether a snapshot file is whole: JSON that parses, or a pickle that runs to its STOP opcode.
 
-    The pickle (the searcher's state) is walked with ``pickletools``, which builds no object.
+    Told apart by content, not name: Tune's ``search_gen_state-*.json`` is a pickle. A pickle is
+    walked with ``pickletools``, which builds no object.
     """
     try:
         data = path.read_bytes()
-        if path.suffix != ".pkl":
-            json.loads(data)
-            return True
-        ops = [op.name for op, _, _ in pickletools.genops(data)]
-        return bool(ops) and ops[-1] == "STOP"
+        if data[:1] == b"\x80":  # pickle protocol 2 and later start with PROTO
+            ops = [op.name for op, _, _ in pickletools.genops(data)]
+            return bool(ops) and ops[-1] == "STOP"
+        json.loads(data)
+        return True
     except (OSError, ValueError):
         return False
 

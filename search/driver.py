@@ -127,8 +127,6 @@ def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path:
     if not tune.Tuner.can_restore(experiment_path):
         raise SearchError(f"--resume: no Ray experiment to resume at {experiment_path}; "
                           "run without --resume to start a new search")
-    if local_storage(experiment_path) is not None and (note := repair_experiment_state(experiment_path)):
-        print(note, file=sys.stderr)
     if (out / SEARCH_JSON).exists():
         changed = config.changed_flags(SearchConfig.from_run(out))
         if changed:
@@ -143,6 +141,9 @@ def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path:
         raise SearchError(f"--resume: {out / STUDY_DB} is missing; the search's trials are lost") from None
     except OSError as e:
         raise SearchError(f"--resume: cannot write {out / STUDY_DB} ({e.strerror}); make it writable") from None
+    # Repairs last: a resume refused above changes nothing.
+    if local_storage(experiment_path) is not None and (note := repair_experiment_state(experiment_path)):
+        print(note, file=sys.stderr)
     if config.scheduler == "asha":
         repair_asha_state(config, out)
 

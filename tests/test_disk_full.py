@@ -41,7 +41,8 @@ def snapshot(folder, stamp, text):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"experiment_state-{stamp}.json").write_text(text)
     (folder / f"searcher-state-{stamp}.pkl").write_bytes(pickle.dumps({"searcher": stamp, "trials": list(range(500))}))
-    (folder / f"search_gen_state-{stamp}.json").write_text("{}")
+    # Tune's generator state is a pickle despite its name.
+    (folder / f"search_gen_state-{stamp}.json").write_bytes(pickle.dumps({"counter": 1}))
 
 
 def test_the_guard_keeps_one_whole_snapshot_and_a_resume_puts_it_back(tmp_path):
