@@ -34,7 +34,9 @@ POLICY_AUGMENT_MIN_EPOCHS = 30
 PAPER_RECIPE_MIN_FRACTION = 0.5
 # ASHA's grace period as a share of --max-epochs. A fixed grace of 2 epochs means something else
 # at 4 epochs (half the run) than at 160; early accuracies rank configs poorly until the lr
-# schedule has done part of its work. Chosen with the simulator (README, "Search quality").
+# schedule has done part of its work. Not yet a measured choice: on the 76-config recorded table
+# the simulator ranked grace 1 clearly worst and grace 2 and 4 level at 12 epochs (README,
+# "Search quality on recorded curves"), and 1/6 gives 2 there; the full table decides.
 GRACE_FRACTION = 1 / 6
 
 
