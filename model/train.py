@@ -183,10 +183,11 @@ def fit(
     the checkpoint written this epoch (or None); returning True stops the run. Checkpoints go
     to ``checkpoint_dir`` every ``cfg.checkpoint_every`` epochs and at the end;
     ``resume_from`` (a checkpoint file, a directory holding one, or a checkpoint ``load_checkpoint``
-    has read) continues exactly where it left off, on any device. ``train_on_val`` trains on train + validation (the retrain of the
-    best config) and then has no validation metrics. A non-finite loss ends the run with
-    status "diverged". ``pretrained`` is the state dict of ``cfg.weights`` when the caller has
-    already loaded it (a search loads it once on its driver, and the trials' nodes may lack the file).
+    has read) continues exactly where it left off, on any device. ``train_on_val`` trains on
+    train + validation (the retrain of the best config) and then has no validation metrics. A
+    non-finite loss ends the run with status "diverged". ``pretrained`` is the state dict of
+    ``cfg.weights`` when the caller has already loaded it (a search loads it once on its driver,
+    and the trials' nodes may lack the file).
     """
     device = resolve_device(cfg.device)
     if device.type == "cpu":

@@ -185,9 +185,8 @@ class DiskGuard(Callback):
 
     def check(self, running: int = 1) -> tuple[str, int] | None:
         """``(folder, free bytes)`` of the first folder too full to go on, or None."""
-        for path, checkpoints in ((self.out, self.storage == self.out), (self.storage, True)):
-            if path is None:
-                continue
+        holds_checkpoints = {self.out: False, **({self.storage: True} if self.storage is not None else {})}
+        for path, checkpoints in holds_checkpoints.items():
             need = RESERVE_BYTES + (CHECKPOINTS_IN_FLIGHT * max(running, 1) * self._checkpoint_bytes
                                     if checkpoints else 0)
             free = shutil.disk_usage(path).free

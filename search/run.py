@@ -32,7 +32,8 @@ from .internals import RayInternalsError
 
 
 def main(args: argparse.Namespace) -> int:
-    """0: done; 1: interrupted or out of disk space (resume it), or the retrain failed; 2: bad input, nothing started."""
+    """0: done; 1: interrupted or out of disk space (resume it), or the retrain failed;
+    2: bad input, nothing started."""
     try:
         result = run_search(config_from_args(args), resume=args.resume)
     except (RetrainError, DiskFullError) as e:

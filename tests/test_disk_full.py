@@ -58,7 +58,8 @@ def test_the_guard_keeps_one_whole_snapshot_and_a_resume_puts_it_back(tmp_path):
     os.utime(staging / "experiment_state-t1.json", ns=(2 * 10**18, 2 * 10**18))
     disk.back_up_experiment_state(staging, experiment)
     (backup,) = (experiment / disk.WHOLE).iterdir()  # the older copy is gone once the new one is complete
-    assert backup.name == str(2 * 10**18) and pickle.loads((backup / "searcher-state-t1.pkl").read_bytes())["searcher"] == "t1"
+    assert backup.name == str(2 * 10**18)
+    assert pickle.loads((backup / "searcher-state-t1.pkl").read_bytes())["searcher"] == "t1"
 
     assert repair_experiment_state(experiment) is None  # no snapshot in storage yet: nothing to repair
     snapshot(experiment, "t1", json.dumps({"trials": 2}))
@@ -68,7 +69,8 @@ def test_the_guard_keeps_one_whole_snapshot_and_a_resume_puts_it_back(tmp_path):
     note = repair_experiment_state(experiment)
     assert note.startswith("note: Tune's experiment state was cut short")
     assert json.loads((experiment / "experiment_state-t1.json").read_text()) == {"trials": 2}
-    assert not (experiment / "experiment_state-t2.json").exists() and (experiment / "experiment_state-t2.json.cut").exists()
+    assert not (experiment / "experiment_state-t2.json").exists()
+    assert (experiment / "experiment_state-t2.json.cut").exists()
 
     # The experiment state whole but the searcher's pickle cut short: the whole set is put back.
     searcher = experiment / "searcher-state-t1.pkl"
