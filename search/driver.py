@@ -142,7 +142,8 @@ def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path:
     except OSError as e:
         raise SearchError(f"--resume: cannot write {out / STUDY_DB} ({e.strerror}); make it writable") from None
     # Repairs last: a resume refused above changes nothing.
-    if local_storage(experiment_path) is not None and (note := repair_experiment_state(experiment_path)):
+    local_experiment = local_storage(experiment_path)  # a file:// storage path is a folder here too
+    if local_experiment is not None and (note := repair_experiment_state(local_experiment)):
         print(note, file=sys.stderr)
     if config.scheduler == "asha":
         repair_asha_state(config, out)

@@ -104,7 +104,7 @@ def test_eta_ends_where_the_retrain_deadline_stops_the_search():
     from search.deadline import REPORT_MARGIN_S, RetrainDeadline
 
     clock = Clock()
-    # 300 s left of a 10-minute budget once the retrain of 6,000 images at 100 images/s (+ margin) is kept.
+    # A 10-minute budget, of which the retrain of 6,000 images at 100 images/s (60 s + margin) is kept back.
     retrain = RetrainDeadline(clock.now + 600, retrain_images=6000, max_t=4, clock=clock)
     p = make(clock=clock, deadline_s=600, retrain=retrain)
     a = trial("a")
