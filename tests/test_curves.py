@@ -84,6 +84,31 @@ def test_table_round_trip(tmp_path):
     assert curve.val_acc == [0.3, 0.5] and curve.seconds == [2.5, 2.5] and not curve.diverged
 
 
+def test_simulated_search_applies_the_budget_plan_of_the_tables_budget(tmp_path):
+    from benchmarks.curves.__main__ import load_space
+    from spaces.definitions import SCRATCH_RECIPE, SHORT_RECIPES
+
+    path = tmp_path / "t.csv"
+    rows = ["# data: CIFAR-10 (JPEG-75 copy) x; train_subset 2000, val_size 1000, split seed 0", ",".join(RECORD_COLUMNS)]
+    rows += [f"0,resnet20,0.1,0.0005,128,step,sgd,0.0,crop_flip,{e},0.3,1.0,1.0,2.5,ok" for e in range(1, 13)]
+    path.write_text("\n".join(rows) + "\n")
+    table = read_table(path)
+    assert table.train_images() == 2000
+    kinds, dists = load_space(table, "scratch")
+    # 12 epochs of 2,000 images: 24,000 images seen, 0.3% of the paper's budget.
+    budget_space, budget_recipes = kinds["budget"]
+    full_space, full_recipes = kinds["full"]
+    assert [r["schedule"] for r in budget_recipes] == [r["schedule"] for r in SHORT_RECIPES] == ["onecycle"] * 2
+    assert full_recipes[0]["schedule"] == SCRATCH_RECIPE["schedule"] == "step"
+    from spaces.asks import inspect_space
+    budget_choices = inspect_space(budget_space, "scratch").categorical
+    assert budget_choices["schedule"] == ["cosine", "onecycle"]
+    assert budget_choices["batch_size"] == [64, 128]  # 24,000 / 256 < 150 steps
+    assert "trivialaugment" not in budget_choices["augment"]
+    assert inspect_space(full_space, "scratch").categorical["schedule"] == ["cosine", "onecycle", "step"]
+    assert dists["batch_size"].choices == (64, 128, 256, 512)  # the lookup normalises over the recorded space
+
+
 DISTS = {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True),
          "batch_size": optuna.distributions.CategoricalDistribution([32, 64])}
 
@@ -121,7 +146,7 @@ def _search(tmp_path, name, seed=0):
     (tmp_path / name).mkdir()
     arm = protocol.Arm("t", grace_period=1, reduction_factor=2, startup="3")
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / name}.db")
-    searcher, scheduler = protocol.build_search(arm, space, {"lr": 0.08, "batch_size": 32}, seed, 8, 4,
+    searcher, scheduler = protocol.build_search(arm, space, [{"lr": 0.08, "batch_size": 32}], seed, 8, 4,
                                                 tmp_path / name, storage=storage)
     return searcher, scheduler, storage
 

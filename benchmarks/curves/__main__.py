@@ -25,34 +25,44 @@ from benchmarks.curves import protocol, record
 from benchmarks.curves.table import read_table
 
 
-def load_space(table, space_name: str):
-    """The recorded space, narrowed to the table's categorical values that a --choices fixed (arch)."""
+def load_space(table, space_name: str, train_images: int | None = None):
+    """The recorded space as each arm kind searches it, and its distributions for the nearest-curve lookup.
+
+    Returns ``({"budget": (space, recipes), "full": (space, recipes)}, distributions)``, both made
+    by the search's own ``plan_space`` from a SearchConfig with the table's architectures as
+    ``--choices``: "budget" is the shipped search (the budget plan for the table's epochs and
+    training images narrows the space and gives the recipes), "full" is ``--full-space``.
+    """
     import spaces
+    from search.config import SearchConfig
+    from search.driver import plan_space
     from spaces.asks import inspect_space
-    from spaces.narrow import narrow_space
-    from spaces.recipe import fit_recipe
 
     fn = spaces.get_space(space_name)
     info = inspect_space(fn, space_name)
     archs = sorted({r["arch"] for r in table.rows})
-    space, narrowed = narrow_space(fn, info, {"arch": archs}, name=space_name)
-    narrowed_info = inspect_space(space, space_name)
-    recipe = fit_recipe(spaces.get_recipe(space_name), info, narrowed)
-    return space, recipe, narrowed_info.distributions
+    max_t = max(r["epoch"] for r in table.rows)
+    images = train_images or table.train_images()
+    kinds = {}
+    for kind, full in (("budget", False), ("full", True)):
+        config = SearchConfig(space=space_name, choices={"arch": archs}, max_epochs=max_t, full_space=full)
+        space, _, recipes, _ = plan_space(config, fn, info, None, images)
+        kinds[kind] = (space, recipes)
+    return kinds, inspect_space(kinds["full"][0], space_name).distributions
 
 
 @functools.lru_cache(maxsize=None)
-def _setting(table_path: str, space_name: str, max_t: int):
-    """The table's full curves and its space, read once per process."""
+def _setting(table_path: str, space_name: str, max_t: int, train_images: int | None):
+    """The table's full curves and its spaces, read once per process."""
     table = read_table(table_path)
     curves = [c for c in table.curves() if len(c.val_acc) == max_t or c.diverged]
-    return (curves, *load_space(table, space_name))
+    return (curves, *load_space(table, space_name, train_images))
 
 
-def _run(spec, table_path, space_name, max_t):
+def _run(spec, table_path, space_name, max_t, train_images):
     arm, seed, budget, workers = spec
-    curves, space, recipe, distributions = _setting(str(table_path), space_name, max_t)
-    return protocol.run_one(protocol.arm_from_text(arm), curves, space, recipe, distributions, seed=seed,
+    curves, kinds, distributions = _setting(str(table_path), space_name, max_t, train_images)
+    return protocol.run_one(protocol.arm_from_text(arm), curves, kinds, distributions, seed=seed,
                             budget=budget, max_t=max_t, workers=workers)
 
 
@@ -84,7 +94,8 @@ def simulate_cmd(args: argparse.Namespace) -> int:
     for a in args.arms:
         protocol.arm_from_text(a)  # bad arm names fail before anything runs
     start = time.perf_counter()
-    fn = partial(_run, table_path=args.table, space_name=args.space, max_t=max_t)
+    fn = partial(_run, table_path=args.table, space_name=args.space, max_t=max_t, train_images=args.train_images)
+    kinds, _ = load_space(table, args.space, args.train_images)
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             runs = list(pool.map(fn, specs))
@@ -93,7 +104,7 @@ def simulate_cmd(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"table": str(args.table), "table_header": table.header, "configs": len(table.curves()),
-               "max_t": max_t, "seconds": time.perf_counter() - start, "settings": {}}
+               "max_t": max_t, "budget_recipes": kinds["budget"][1], "seconds": time.perf_counter() - start, "settings": {}}
     for b in args.budgets:
         for w in args.workers:
             key = f"budget{b}-w{w}"
@@ -125,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--seeds", type=int, default=20)
     sim.add_argument("--budgets", type=int, nargs="+", default=[30, 150], help="full evaluations (x max_t epochs)")
     sim.add_argument("--workers", type=int, nargs="+", default=[2, 8])
+    sim.add_argument("--train-images", type=int, default=None,
+                     help="training images per epoch for the budget plan (default: the table header's train_subset)")
     sim.add_argument("--jobs", type=int, default=1, help="simulations in parallel processes")
     sim.add_argument("--out", default="runs/curves-sim")
     sim.add_argument("--runs-json", default=None, help="also write every run's trace here")

@@ -4,7 +4,9 @@ An arm is a searcher + scheduler as ``search.run`` would build them from its fla
 gets the same trial-epoch budget (``budget`` full evaluations x ``max_t`` epochs); a FIFO arm
 spends it on ``budget`` trials, an ASHA arm on as many as its rungs let through on average
 (``asha_trials``), and every run stops when the budget is spent. The random arms are plain
-random search (no recipe); the TPE arms evaluate the space's recipe first, as shipped.
+random search over the whole recorded space (no recipe, no budget plan); the TPE arms search
+as shipped: the space narrowed by the budget plan for the table's epochs and images
+(``spaces/budget.py``), its recipes evaluated first.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from benchmarks.curves.simulate import NearestCurve, simulate
 from benchmarks.curves.stats import first_reach, mean_se, normalised_regret, ranks, sign_test, step_at, wilcoxon
 from benchmarks.curves.table import Curve
 from search.progress import asha_rungs, expected_epochs_left
+from spaces.budget import default_grace_period
 
 BASELINE = "random_fifo"
 GRID_POINTS = 60  # points of the regret curves over the budget
@@ -36,27 +39,32 @@ class Arm:
     sampler: str = "tpe"  # tpe | random
     scheduler: str = "asha"  # asha | fifo
     recipe: bool = True  # evaluate the space's recipe first
-    grace_period: int = 2
+    grace_period: int | None = None  # None: as shipped, spaces.budget.default_grace_period(max_t)
     reduction_factor: float = 3
     constant_liar: bool = True
     startup: str = "quarter"  # quarter: max(4, N // 4) as shipped; or an integer as text
     prune_aware: bool = True  # False: Ray's stock OptunaSearch (stopped trials told COMPLETE)
-    space: str = "full"  # full: the recorded space as is
+    space: str = "budget"  # budget: narrowed by the budget plan, its recipes first (as shipped); full: --full-space
 
 
 # The shipped search and its baselines, then one change each.
 ARMS = {a.name: a for a in [
-    Arm("random_fifo", sampler="random", scheduler="fifo", recipe=False),
-    Arm("random_asha", sampler="random", recipe=False),
+    Arm("random_fifo", sampler="random", scheduler="fifo", recipe=False, space="full"),
+    Arm("random_asha", sampler="random", recipe=False, space="full"),
     Arm("tpe_fifo", scheduler="fifo"),
     Arm("tpe_asha"),
     Arm("tpe_asha_grace1", grace_period=1),
+    Arm("tpe_asha_grace3", grace_period=3),
     Arm("tpe_asha_grace4", grace_period=4),
+    Arm("tpe_asha_grace6", grace_period=6),
     Arm("tpe_asha_rf2", reduction_factor=2),
     Arm("tpe_asha_rf4", reduction_factor=4),
     Arm("tpe_asha_no_liar", constant_liar=False),
     Arm("tpe_asha_startup10", startup="10"),
     Arm("tpe_asha_stock_ray", prune_aware=False),
+    # What the budget plan adds: the shipped search with --full-space, and random search on the plan's space.
+    Arm("tpe_asha_full_space", space="full"),
+    Arm("random_fifo_budget", sampler="random", scheduler="fifo", recipe=False),
 ]}
 DEFAULT_ARMS = ["random_fifo", "random_asha", "tpe_fifo", "tpe_asha"]
 
@@ -65,12 +73,12 @@ def num_trials(arm: Arm, budget: int, max_t: int) -> int:
     if arm.scheduler == "fifo":
         return budget
     # The progress display's estimate of an average trial's epochs under these rungs (1/R go on at each).
-    rungs = asha_rungs(max_t, arm.grace_period, arm.reduction_factor)
+    rungs = asha_rungs(max_t, arm.grace_period or default_grace_period(max_t), arm.reduction_factor)
     per_trial = expected_epochs_left(0, max_t, rungs, arm.reduction_factor)
     return math.ceil(budget * max_t / per_trial - 1e-9)
 
 
-def build_search(arm: Arm, space, recipe: dict | None, seed: int, num_samples: int, max_t: int, state_dir: Path,
+def build_search(arm: Arm, space, recipes: list[dict], seed: int, num_samples: int, max_t: int, state_dir: Path,
                  storage=None):
     """The searcher and scheduler that ``search.run`` builds for the arm's flags, by its own factories.
 
@@ -87,7 +95,7 @@ def build_search(arm: Arm, space, recipe: dict | None, seed: int, num_samples: i
                           num_samples=num_samples, max_epochs=max_t, seed=seed, grace_period=arm.grace_period,
                           reduction_factor=arm.reduction_factor,
                           n_startup_trials=None if arm.startup == "quarter" else int(arm.startup))
-    points = [recipe] if config.recipe and recipe else None
+    points = list(recipes) if config.recipe and recipes else None
     storage = storage or optuna.storages.InMemoryStorage()
     if arm.prune_aware and arm.constant_liar:
         searcher = make_searcher(config, state_dir, space, points, storage=storage)
@@ -103,16 +111,20 @@ def build_search(arm: Arm, space, recipe: dict | None, seed: int, num_samples: i
     return searcher, make_scheduler(config, state_dir)
 
 
-def run_one(arm: Arm, curves: list[Curve], space, recipe, distributions, *, seed: int, budget: int, max_t: int,
+def run_one(arm: Arm, curves: list[Curve], spaces: dict, distributions, *, seed: int, budget: int, max_t: int,
             workers: int) -> dict:
-    """One simulated search: its trace (trial-epochs, seconds, regret) and its trials."""
+    """One simulated search: its trace (trial-epochs, seconds, regret) and its trials.
+
+    ``spaces``: ``Arm.space`` -> (the space as searched, the recipes it evaluates first).
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     finals = [c.val_acc[-1] for c in curves if not c.diverged and len(c.val_acc) == max_t]
     best, worst = max(finals), min(finals)
     n = num_trials(arm, budget, max_t)
     with tempfile.TemporaryDirectory() as tmp:
-        searcher, scheduler = build_search(arm, space, recipe, seed, n, max_t, Path(tmp))
+        space, recipes = spaces[arm.space]
+        searcher, scheduler = build_search(arm, space, recipes, seed, n, max_t, Path(tmp))
         result = simulate(searcher, scheduler, NearestCurve(curves, distributions), num_samples=n, max_t=max_t,
                           workers=workers, budget_epochs=budget * max_t)
     return {
@@ -195,5 +207,6 @@ def arm_from_text(text: str) -> Arm:
         if k not in fields or k == "name":
             raise ValueError(f"arm {name}: unknown field {k!r}; fields: {', '.join(f for f in fields if f != 'name')}")
         default = getattr(Arm(name), k)
-        kwargs[k] = (v.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)(v)
+        kind = int if default is None else type(default)  # None: grace_period's shipped default
+        kwargs[k] = (v.lower() in ("1", "true", "yes")) if isinstance(default, bool) else kind(v)
     return Arm(name, **kwargs)

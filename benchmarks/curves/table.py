@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,17 @@ class Curve:
 class Table:
     header: list[str]
     rows: list[dict]
+
+    def train_images(self) -> int:
+        """The training images per epoch the table was recorded on: its header's ``train_subset N``.
+
+        Without a subset, CIFAR-10's 50,000 training images less the validation split.
+        """
+        for line in self.header:
+            m = re.search(r"\btrain_subset (\d+|None), val_size (\d+)", line)
+            if m:
+                return 50_000 - int(m.group(2)) if m.group(1) == "None" else int(m.group(1))
+        raise ValueError("the table's header does not say its train_subset; pass --train-images")
 
     def curves(self) -> list[Curve]:
         """The configs, by id, each with its rows in epoch order."""
