@@ -87,5 +87,5 @@ def test_the_flag_is_in_the_cli():
 def test_the_grace_period_scales_with_max_epochs():
     from search.config import SearchConfig
 
-    assert [SearchConfig(space="smoke", max_epochs=e).grace_period for e in (1, 4, 12, 30)] == [1, 1, 2, 5]
+    assert [SearchConfig(space="smoke", max_epochs=e).grace_period for e in (1, 3, 4, 12, 30)] == [1, 1, 2, 6, 15]
     assert SearchConfig(space="smoke", max_epochs=30, grace_period=3).grace_period == 3  # as the user set it
