@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from spaces.budget import MIN_STEPS, PAPER_IMAGES, Budget, plan_budget
+from spaces.budget import MIN_STEPS, PAPER_IMAGES, RECIPE_MIN_STEPS, Budget, plan_budget
 from spaces.definitions import AUGMENT_CHOICES, SCRATCH_RECIPE, SHORT_RECIPES
 
 SCRATCH = {"arch": ["resnet20"], "batch_size": [64, 128, 256, 512], "schedule": ["cosine", "onecycle", "step"],
            "optimizer": ["sgd", "nesterov"], "augment": AUGMENT_CHOICES}
+# The short recipes at half their batch (128 -> 64) and half their lr: a short run's steps.
+HALVED = [{**r, "batch_size": 64, "lr": r["lr"] / 2} for r in SHORT_RECIPES]
 
 
 def test_a_short_budget_drops_what_cannot_pay_off_and_starts_from_one_cycle():
@@ -14,9 +16,12 @@ def test_a_short_budget_drops_what_cannot_pay_off_and_starts_from_one_cycle():
     # 4 x 10,000 / 512 = 78 steps < 150; 4 x 10,000 / 256 = 156 steps stay.
     assert plan.choices == {"batch_size": [64, 128, 256], "augment": ["none", "crop_flip", "crop_flip_cutout"],
                             "schedule": ["cosine", "onecycle"]}
-    assert plan.recipes == SHORT_RECIPES  # the paper's step schedule is not in the narrowed space
+    # The paper's step schedule is not in the narrowed space; 40,000 / 128 = 312 steps < 500, so batch 64.
+    assert plan.recipes == HALVED and 40_000 / 128 < RECIPE_MIN_STEPS <= 40_000 / 64
     assert plan.recipes[0]["schedule"] == "onecycle" and plan.recipes[0]["optimizer"] == "nesterov"
-    assert len(plan.reasons) == 3 and any("Li et al. 2020" in r for r in plan.reasons)
+    assert plan.recipes[0]["lr"] == 0.05 and plan.recipes[1]["lr"] == 0.1
+    assert len(plan.reasons) == 5 and any("Li et al. 2020" in r for r in plan.reasons)
+    assert sum("Goyal et al. 2017" in r for r in plan.reasons) == 2
 
 
 def test_the_rules_follow_the_budget_not_a_constant():
@@ -30,7 +35,9 @@ def test_the_rules_follow_the_budget_not_a_constant():
     # The smallest batch always stays, however small the budget.
     tiny = plan_budget("scratch", SCRATCH, Budget(max_epochs=1, train_images=100))
     assert tiny.choices["batch_size"] == [64] and 100 / 64 < MIN_STEPS
-    assert tiny.recipes == SHORT_RECIPES  # their batch 128 is left to the sampler when the search fits them
+    assert tiny.recipes == HALVED  # at the one batch kept
+    # Enough steps at batch 128 (12 x 20,000 / 128 = 1,875): the recipes as written.
+    assert plan_budget("scratch", SCRATCH, Budget(max_epochs=12, train_images=20_000)).recipes == SHORT_RECIPES
 
 
 def test_a_long_budget_keeps_the_full_space_and_the_paper_recipe_first():
@@ -43,7 +50,11 @@ def test_a_long_budget_keeps_the_full_space_and_the_paper_recipe_first():
 def test_parameters_the_user_fixed_are_left_alone():
     plan = plan_budget("scratch", SCRATCH, Budget(max_epochs=4, train_images=10_000), fixed={"schedule", "augment"})
     assert set(plan.choices) == {"batch_size"}
-    assert plan.recipes[0] == SHORT_RECIPES[0]
+    assert plan.recipes[0] == HALVED[0]
+    # A batch size the user fixed is not halved: with --choices batch_size=128 the recipe stays at 128.
+    fixed = plan_budget("scratch", {**SCRATCH, "batch_size": [128]}, Budget(max_epochs=4, train_images=10_000),
+                        fixed={"batch_size"})
+    assert fixed.recipes == SHORT_RECIPES
 
 
 def test_spaces_without_rules_have_no_plan():
@@ -67,7 +78,7 @@ def test_the_search_applies_the_plan_and_full_space_turns_it_off():
     _, narrowed, points, plan = _plan(max_epochs=4, choices={"arch": ["resnet20"]})
     assert narrowed["schedule"] == ["cosine", "onecycle"] and narrowed["batch_size"] == [64, 128, 256]
     assert narrowed["arch"] == ["resnet20"]  # the user's narrowing stays
-    assert points == SHORT_RECIPES and plan.recipes == SHORT_RECIPES
+    assert points == HALVED and plan.recipes == HALVED
     space, narrowed, points, plan = _plan(max_epochs=4, choices={"arch": ["resnet20"]}, full_space=True)
     assert plan is None and narrowed == {"arch": ["resnet20"]}
     assert points == [SCRATCH_RECIPE]  # the paper's recipe, as the space declares it
@@ -75,7 +86,7 @@ def test_the_search_applies_the_plan_and_full_space_turns_it_off():
     _, narrowed, points, _ = _plan(max_epochs=4, choices={"schedule": ["step", "cosine"]})
     assert narrowed["schedule"] == ["step", "cosine"]
     # The one-cycle recipes leave their schedule to the sampler; the paper's (step) recipe is for long budgets.
-    assert [p.get("schedule") for p in points] == [None, None] and points[0]["lr"] == SHORT_RECIPES[0]["lr"]
+    assert [p.get("schedule") for p in points] == [None, None] and points[0]["lr"] == HALVED[0]["lr"]
 
 
 def test_the_flag_is_in_the_cli():

@@ -46,9 +46,11 @@ def test_wilcoxon_matches_scipy_normal_approximation():
 
 
 def test_asha_budget_arithmetic():
-    # Rungs at 2 and 6 epochs, then 12: an average trial runs 2 + 4/3 + 6/9 = 4 epochs, so 30 x 12 / 4 trials.
+    # Grace 2: rungs at 2 and 6 epochs, then 12: an average trial runs 2 + 4/3 + 6/9 = 4 epochs, so 30 x 12 / 4 trials.
     assert protocol.num_trials(protocol.ARMS["random_fifo"], 30, 12) == 30
-    assert protocol.num_trials(protocol.ARMS["tpe_asha"], 30, 12) == 90
+    assert protocol.num_trials(protocol.Arm("g2", grace_period=2), 30, 12) == 90
+    # As shipped, grace is half of max_t: one rung at 6, so 6 + 6/3 = 8 epochs a trial, 45 trials.
+    assert protocol.num_trials(protocol.ARMS["tpe_asha"], 30, 12) == 45
 
 
 def test_summary_ranks_and_tests_on_hand_made_runs():

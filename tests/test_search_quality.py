@@ -36,11 +36,13 @@ def test_a_scratch_search_starts_with_the_budgets_recipes(image_folder, tmp_path
     study = optuna.load_study(study_name="scratch", storage=f"sqlite:///{out / 'study.db'}")
     first, second = sorted(study.trials, key=lambda t: t.number)
     # A 1-epoch run on 800 images: the budget's one-cycle recipe first, at the only batch size it keeps.
-    assert first.params == {**SHORT_RECIPES[0], "batch_size": 64}
-    assert second.params == {**SHORT_RECIPES[1], "batch_size": 64}
+    # Its batch 128 halved to 64, with half the lr, for the steps (spaces/budget.py RECIPE_MIN_STEPS).
+    halved = [{**r, "batch_size": 64, "lr": r["lr"] / 2} for r in SHORT_RECIPES]
+    assert first.params == halved[0]
+    assert second.params == halved[1]
     assert study.metric_names == ["val_acc"]
     plan = json.loads((out / "search.json").read_text())["budget_plan"]
-    assert plan["choices"]["batch_size"] == [64] and plan["recipes"] == SHORT_RECIPES
+    assert plan["choices"]["batch_size"] == [64] and plan["recipes"] == halved
 
 
 @pytest.mark.slow

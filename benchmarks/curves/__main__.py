@@ -90,7 +90,8 @@ def simulate_cmd(args: argparse.Namespace) -> int:
 
     table = read_table(args.table)
     max_t = max(r["epoch"] for r in table.rows)
-    specs = [(a, s, b, w) for b in args.budgets for w in args.workers for a in args.arms for s in range(args.seeds)]
+    specs = [(a, s, b, w) for b in args.budgets for w in args.workers for a in args.arms
+             for s in range(args.first_seed, args.first_seed + args.seeds)]
     for a in args.arms:
         protocol.arm_from_text(a)  # bad arm names fail before anything runs
     start = time.perf_counter()
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--arms", nargs="+", default=protocol.DEFAULT_ARMS,
                      help=f"arm names ({', '.join(protocol.ARMS)}) or NAME:field=value,...")
     sim.add_argument("--seeds", type=int, default=20)
+    sim.add_argument("--first-seed", type=int, default=0,
+                     help="seeds first_seed .. first_seed + seeds - 1 (fresh seeds check a choice made on others)")
     sim.add_argument("--budgets", type=int, nargs="+", default=[30, 150], help="full evaluations (x max_t epochs)")
     sim.add_argument("--workers", type=int, nargs="+", default=[2, 8])
     sim.add_argument("--train-images", type=int, default=None,

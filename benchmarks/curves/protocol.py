@@ -53,10 +53,11 @@ ARMS = {a.name: a for a in [
     Arm("random_asha", sampler="random", recipe=False, space="full"),
     Arm("tpe_fifo", scheduler="fifo"),
     Arm("tpe_asha"),
+    # The grace period: the shipped default is half of max_t (6 at 12 epochs); 2 was the default before.
     Arm("tpe_asha_grace1", grace_period=1),
+    Arm("tpe_asha_grace2", grace_period=2),
     Arm("tpe_asha_grace3", grace_period=3),
     Arm("tpe_asha_grace4", grace_period=4),
-    Arm("tpe_asha_grace6", grace_period=6),
     Arm("tpe_asha_rf2", reduction_factor=2),
     Arm("tpe_asha_rf4", reduction_factor=4),
     Arm("tpe_asha_no_liar", constant_liar=False),
