@@ -96,7 +96,7 @@ def simulate_cmd(args: argparse.Namespace) -> int:
         protocol.arm_from_text(a)  # bad arm names fail before anything runs
     start = time.perf_counter()
     fn = partial(_run, table_path=args.table, space_name=args.space, max_t=max_t, train_images=args.train_images)
-    kinds, _ = load_space(table, args.space, args.train_images)
+    _, kinds, _ = _setting(str(args.table), args.space, max_t, args.train_images)  # cached: --jobs 1 reuses it
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             runs = list(pool.map(fn, specs))
