@@ -87,6 +87,16 @@ def stop_like_ctrl_c(quiet: bool = False) -> None:
 # whole set beside it, copied from the staging folder while Tune is not writing it.
 WHOLE = ".whole"  # OUT/tune/.whole/<snapshot mtime in ns>/: one complete snapshot per folder
 COMPLETE_MARK = "complete"
+# Written once by a new Tuner, and read by Tuner.restore. A resumed run downloads it into its
+# staging folder with the rest (ExperimentCheckpointManager.sync_down_experiment_state takes
+# every top-level .json and .pkl), so every later snapshot uploads it again, in place: a full
+# disk then cuts it short like the snapshot itself (seen in CI: "pickle data was truncated").
+TUNER_PKL = "tuner.pkl"
+
+
+def _in_snapshot(f: Path) -> bool:
+    """Whether ``f`` is one of the files a snapshot copies: experiment_state-, searcher-state-, search_gen_state-."""
+    return f.is_file() and "state-" in f.name and not f.name.endswith(".cut")
 
 
 def newest_experiment_state(folder: str | os.PathLike) -> Path | None:
@@ -114,15 +124,15 @@ def parses(path: Path) -> bool:
 def snapshot_files(state: Path) -> list[Path]:
     """The files of the snapshot ``state`` names: experiment, searcher and generator state of one run."""
     stamp = state.name[len("experiment_state-"):-len(".json")]
-    return [f for f in state.parent.iterdir() if f.is_file() and "state-" in f.name and stamp in f.name
-            and not f.name.endswith(".cut")]
+    return [f for f in state.parent.iterdir() if _in_snapshot(f) and stamp in f.name]
 
 
 def back_up_experiment_state(staging: str | os.PathLike, experiment_dir: str | os.PathLike) -> None:
-    """Copy Tune's newest snapshot from ``staging`` to ``experiment_dir/.whole/<mtime>/`` if it is new.
+    """Copy Tune's newest snapshot and ``tuner.pkl`` to ``experiment_dir/.whole/<mtime>/`` if it is new.
 
     Callbacks run on the Tune loop's thread, which also writes the staging copy: what is read here
-    is one whole snapshot. Older backups go once the new one is complete.
+    is one whole snapshot. ``tuner.pkl`` comes from the staging folder after a resume, else from
+    the storage folder, where a new Tuner wrote it once. Older backups go once the new one is complete.
     """
     state = newest_experiment_state(staging)
     if state is None:
@@ -131,11 +141,11 @@ def back_up_experiment_state(staging: str | os.PathLike, experiment_dir: str | o
     target = whole / str(state.stat().st_mtime_ns)
     if (target / COMPLETE_MARK).exists():
         return
+    tuner = next((p for p in (Path(staging) / TUNER_PKL, Path(experiment_dir) / TUNER_PKL) if parses(p)), None)
     try:
         target.mkdir(parents=True, exist_ok=True)
-        for f in Path(staging).iterdir():
-            if f.is_file() and "state-" in f.name:  # experiment_state-, searcher-state-, search_gen_state-
-                shutil.copyfile(f, target / f.name)
+        for f in [*filter(_in_snapshot, Path(staging).iterdir()), *([tuner] if tuner else [])]:
+            shutil.copyfile(f, target / f.name)
         (target / COMPLETE_MARK).touch()
     except OSError:
         shutil.rmtree(target, ignore_errors=True)  # a full disk: the previous whole copy stays
@@ -146,20 +156,30 @@ def back_up_experiment_state(staging: str | os.PathLike, experiment_dir: str | o
 
 
 def repair_experiment_state(experiment_dir: str | os.PathLike) -> str | None:
-    """Put back the last whole snapshot if the newest one was cut short; return a note saying so, or None."""
+    """Put back the last whole snapshot, or ``tuner.pkl``, if cut short; return a note saying so, or None."""
+    experiment_dir = Path(experiment_dir)
     state = newest_experiment_state(experiment_dir)
-    if state is None or all(parses(f) for f in snapshot_files(state)):
+    if state is None:
         return None
-    whole = Path(experiment_dir) / WHOLE
-    backups = sorted((d for d in whole.iterdir() if (d / COMPLETE_MARK).exists()), key=lambda d: int(d.name)) \
-        if whole.is_dir() else []
+    tuner = experiment_dir / TUNER_PKL
+    state_whole = all(parses(f) for f in snapshot_files(state))
+    tuner_whole = not tuner.exists() or parses(tuner)  # a missing one is Tune's own error to report
+    if state_whole and tuner_whole:
+        return None
+    cut = state if not state_whole else tuner
+    whole = experiment_dir / WHOLE
+    backups = [d for d in sorted(whole.iterdir(), key=lambda d: int(d.name)) if (d / COMPLETE_MARK).exists()
+               and (tuner_whole or (d / TUNER_PKL).exists())] if whole.is_dir() else []
     if not backups:
-        raise DiskFullError(f"--resume: Tune's experiment state {state} was cut short (a full disk?) and no whole "
-                            f"copy is left; the study {Path(experiment_dir).parent / 'study.db'} keeps every "
+        raise DiskFullError(f"--resume: Tune's {cut} was cut short (a full disk?) and no whole "
+                            f"copy is left; the study {experiment_dir.parent / 'study.db'} keeps every "
                             "finished trial: warm-start a new search from it (--warm-start)")
+    if state_whole:  # only tuner.pkl: it never changes, and the newer snapshot stays
+        shutil.copyfile(backups[-1] / TUNER_PKL, tuner)
+        return f"note: Tune's {tuner.name} was cut short (a full disk?); put back its whole copy"
     restored = {f.name for f in backups[-1].iterdir()} - {COMPLETE_MARK}
     for name in restored:
-        shutil.copyfile(backups[-1] / name, Path(experiment_dir) / name)
+        shutil.copyfile(backups[-1] / name, experiment_dir / name)
     if state.name not in restored:  # cut short in a later run: Tune restores the newest, so set it aside
         for f in snapshot_files(state):
             f.rename(f.with_name(f.name + ".cut"))

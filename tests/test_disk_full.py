@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,6 +145,36 @@ def fill_when(proc, out, disk_root, at_least: int, leave: int) -> str:
 
 def kept(out) -> dict:
     return {t.number: (t.state, t.params, t.value) for t in load_study(out).trials if t.state.is_finished()}
+
+
+def test_a_tuner_pkl_cut_short_by_a_resumed_runs_upload_is_put_back(tmp_path):
+    # A resumed run's staging folder holds tuner.pkl (Tune downloads it), and every snapshot
+    # uploads it again in place: CI saw a full disk cut it ("pickle data was truncated").
+    staging, experiment = tmp_path / "staging", tmp_path / "tune"
+    tuner_state = pickle.dumps({"tuner": "state", "param_space": list(range(500))})
+    snapshot(staging, "t1", json.dumps({"trials": 1}))
+    (staging / disk.TUNER_PKL).write_bytes(tuner_state)
+    snapshot(experiment, "t1", json.dumps({"trials": 1}))
+    disk.back_up_experiment_state(staging, experiment)
+    (experiment / "experiment_state-t1.json").write_text(json.dumps({"trials": 2}))  # a newer whole snapshot
+    (experiment / disk.TUNER_PKL).write_bytes(tuner_state[:100])
+    assert repair_experiment_state(experiment) == "note: Tune's tuner.pkl was cut short (a full disk?); put back its whole copy"
+    assert pickle.loads((experiment / disk.TUNER_PKL).read_bytes()) == pickle.loads(tuner_state)
+    assert json.loads((experiment / "experiment_state-t1.json").read_text()) == {"trials": 2}  # kept, not rolled back
+    assert repair_experiment_state(experiment) is None
+
+    # A first run's staging folder has no tuner.pkl: the one the new Tuner wrote to storage is kept.
+    first = tmp_path / "first"
+    snapshot(first, "t1", json.dumps({"trials": 1}))
+    shutil.rmtree(experiment / disk.WHOLE)
+    disk.back_up_experiment_state(first, experiment)
+    (backup,) = (experiment / disk.WHOLE).iterdir()
+    assert pickle.loads((backup / disk.TUNER_PKL).read_bytes()) == pickle.loads(tuner_state)
+
+    (experiment / disk.TUNER_PKL).write_bytes(b"")
+    shutil.rmtree(backup)
+    with pytest.raises(DiskFullError, match=r"tuner.pkl was cut short .* no whole copy is left"):
+        repair_experiment_state(experiment)
 
 
 @pytest.mark.slow

@@ -25,17 +25,17 @@ SIGNALLED = [*SEARCH, "--num-samples", "4", "--max-epochs", "3", "--max-concurre
              "--no-report"]
 
 
-def running_with_curve(db) -> list[int]:
-    """Numbers of the RUNNING trials that reported at least one epoch, read straight from the study."""
+def running_with_curve(db, before: dict[int, int] | None = None) -> dict[int, int]:
+    """RUNNING trials with more reported epochs than ``before`` gave them: number -> epochs, read from the study."""
     if not db.exists():
-        return []
+        return {}
     try:
         with sqlite3.connect(db) as con:
-            rows = con.execute("SELECT DISTINCT t.number FROM trials t JOIN trial_intermediate_values v "
-                               "ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING'").fetchall()
+            rows = con.execute("SELECT t.number, COUNT(v.step) FROM trials t JOIN trial_intermediate_values v "
+                               "ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING' GROUP BY t.number").fetchall()
     except sqlite3.OperationalError:  # tables not created yet, or locked by a writer
-        return []
-    return [n for (n,) in rows]
+        return {}
+    return {n: epochs for n, epochs in rows if epochs > (before or {}).get(n, 0)}
 
 
 def best_config(out) -> dict:
@@ -52,24 +52,20 @@ def uninterrupted(image_folder, tmp_path_factory):
     return out
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signalled_search_loses_nothing_and_resumes_to_the_same_best(signum, uninterrupted, image_folder,
-                                                                       tmp_path):
-    out = tmp_path / "smoke"
-    argv = [*SIGNALLED, "--data", str(image_folder), "--out", str(out)]
-    env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
+def signal_mid_trial(argv, out, signum, env) -> dict[int, int]:
+    """Start ``argv``, send ``signum`` once a trial reported an epoch more; return the RUNNING trials' epochs."""
+    progress = running_with_curve(out / "study.db")  # a resume's RUNNING trials already have a curve
     # A terminal's Ctrl-C signals the whole process group: the driver and the local Ray it started.
     # SIGTERM goes to the driver alone, as `kill PID` and a scheduler's stop do: sent to the group it
     # also ends the local Ray's own daemons at once, a death --resume recovers from like a SIGKILL.
     proc = subprocess.Popen([sys.executable, "-m", "search.run", *argv], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and not running_with_curve(out / "study.db"):
+    while time.monotonic() < deadline and not running_with_curve(out / "study.db", progress):
         assert proc.poll() is None, "the search ended before it could be signalled: " + proc.stderr.read()[-3000:]
         time.sleep(0.2)  # polling interval, not a synchronisation
     running = running_with_curve(out / "study.db")
-    assert running, "no trial reported an epoch in time"
+    assert running_with_curve(out / "study.db", progress), "no trial reported an epoch in time"
     if signum == signal.SIGINT:
         os.killpg(proc.pid, signum)
     else:
@@ -80,19 +76,35 @@ def test_a_signalled_search_loses_nothing_and_resumes_to_the_same_best(signum, u
     assert "interrupted" in err and "continue it with the same command and --resume" in err, err[-3000:]
 
     before = {t.number: t for t in load_study(out).trials}
-    for n in running:
+    for n, epochs in running.items():
         # Still RUNNING with its curve, for --resume to continue: not FAIL "orphaned".
         assert before[n].state == optuna.trial.TrialState.RUNNING, before[n].user_attrs
-        assert before[n].intermediate_values
+        assert len(before[n].intermediate_values) >= epochs
+    return {n: len(before[n].intermediate_values) for n in running}
+
+
+@pytest.mark.slow
+def test_a_signalled_search_loses_nothing_and_resumes_to_the_same_best(uninterrupted, image_folder, tmp_path):
+    # Ctrl-C on the first run, then SIGTERM on its resume: one search, so that CI runs it once.
+    out = tmp_path / "smoke"
+    argv = [*SIGNALLED, "--data", str(image_folder), "--out", str(out)]
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
+    interrupted = signal_mid_trial(argv, out, signal.SIGINT, env)
+    curves = {t.number: dict(t.intermediate_values) for t in load_study(out).trials}
+    terminated = signal_mid_trial([*argv, "--resume"], out, signal.SIGTERM, env)
+    between = {t.number: t for t in load_study(out).trials}
+    for n in interrupted:  # the resume continued the trial that Ctrl-C stopped, from its curve
+        assert curves[n].items() <= between[n].intermediate_values.items()
+    assert any(terminated[n] > interrupted.get(n, 0) for n in terminated)
 
     resumed = run_search(*argv, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     after = {t.number: t for t in load_study(out).trials}
     assert len(after) == 4 and optuna.trial.TrialState.RUNNING not in {t.state for t in after.values()}
-    for n in running:
+    for n in terminated:
         assert after[n].state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        assert before[n].intermediate_values.items() <= after[n].intermediate_values.items()
-        assert len(after[n].intermediate_values) > len(before[n].intermediate_values)
+        assert between[n].intermediate_values.items() <= after[n].intermediate_values.items()
+        assert len(after[n].intermediate_values) > len(between[n].intermediate_values)
     reference = {t.number: t for t in load_study(uninterrupted).trials}
     assert {n: (t.state, t.params, t.intermediate_values) for n, t in after.items()} == \
         {n: (t.state, t.params, t.intermediate_values) for n, t in reference.items()}
