@@ -35,7 +35,7 @@ ARMS = ("plain_optuna", "search_run", "paper_recipe")
 
 def plain_argv(args, seed: int, out: Path) -> list[str]:
     return [sys.executable, "-m", "benchmarks.plain_optuna", "--data", args.data, "--train-subset",
-            str(args.train_subset), "--val-size", str(args.val_size), "--epochs", str(args.epochs),
+            str(args.train_subset), "--val-size", str(args.val_size), "--split-seed", str(args.split_seed), "--epochs", str(args.epochs),
             "--total-seconds", str(args.total_seconds), "--seed", str(seed), "--json", str(out)]
 
 
@@ -43,7 +43,7 @@ def search_argv(args, seed: int, out: Path, total: float) -> list[str]:
     return [sys.executable, "-m", "search.run", "--space", "scratch", "--choices", "arch=resnet20", "--data",
             args.data, "--train-subset", str(args.train_subset), "--val-size", str(args.val_size), "--max-epochs",
             str(args.epochs), "--time-budget", f"{int(total)}s", "--seed", str(seed), "--out", str(out),
-            "--split-seed", "0", *args.search_flags.split()]
+            "--split-seed", str(args.split_seed), *args.search_flags.split()]
 
 
 def run_search_arm(args, seed: int, root: Path, total: float) -> dict:
@@ -65,7 +65,7 @@ def run_paper_arm(args, seed: int, images_per_second: float, total: float) -> di
     from spaces.definitions import SCRATCH_RECIPE
 
     start = time.perf_counter()
-    data = load_cifar10(args.data, val_size=args.val_size, train_subset=args.train_subset, seed=0)
+    data = load_cifar10(args.data, val_size=args.val_size, train_subset=args.train_subset, seed=args.split_seed)
     images = len(data.train_labels) + len(data.val_labels)
     epochs = max(1, int(total * 0.95 * images_per_second / images))
     cfg = RunConfig(**SCRATCH_RECIPE, epochs=epochs, seed=seed)
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True)
     p.add_argument("--train-subset", type=int, default=10_000)
     p.add_argument("--val-size", type=int, default=5_000)
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="which images form the subset and validation split (every arm gets the same)")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--total-seconds", type=float, default=660)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
