@@ -90,7 +90,7 @@ class SearchConfig(DataConfig):
     max_epochs: int = setting(30, "epochs of a trial that is never stopped; ASHA's max_t; the retrain's default "
                                   "budget")
     grace_period: int | None = setting(None, "epochs every trial runs before ASHA may stop it",
-                                       default_text="--max-epochs / 6, at least 1 (spaces/budget.py)")
+                                       default_text="--max-epochs / 2, at least 1 (spaces/budget.py)")
     reduction_factor: float = setting(3, "ASHA keeps the top 1/R of trials at each rung (rungs at G, G*R, G*R^2 ... "
                                          "epochs)")
     sampler: str = setting("tpe", "Optuna sampler: TPE (multivariate, constant liar) or random search, as a baseline",
@@ -122,7 +122,11 @@ class SearchConfig(DataConfig):
     max_failures: int = setting(2, "retries of a crashed trial from its last checkpoint", defining=False)
     # What follows the search
     retrain: bool = setting(True, "skip retraining the best config at the end", defining=False)
-    retrain_epochs: int | None = setting(None, "epochs of the retrain", default_text="--max-epochs", defining=False)
+    retrain_epochs: int | None = setting(None, "epochs of the retrain", default_text="--max-epochs; with --time-budget, "
+                                         "as many as --retrain-share of it affords, at least --max-epochs",
+                                         defining=False)
+    retrain_share: float = setting(0.5, "with --time-budget, the share of it kept for the retrain of the best config "
+                                        "(0: only what --max-epochs epochs need)", defining=False)
     report: bool = setting(True, "skip writing report.html and plots/", defining=False)
     verbose: int = setting(0, "0: one progress line (a bar on a terminal, a line per finished trial in a log); "
                               "1: Tune's own status table and messages; 2: also every trial's log",
@@ -150,6 +154,9 @@ class SearchConfig(DataConfig):
             raise SearchError(f"--n-startup-trials must be >= 0, got {self.n_startup_trials}")
         if self.time_budget is not None:
             parse_duration(self.time_budget)
+        if not 0 <= self.retrain_share < 1:
+            raise SearchError(f"--retrain-share must be in [0, 1), got {self.retrain_share:g}: the search needs some "
+                              "of --time-budget")
         self._check_numbers()
         # Matched against the space's own values as text, as --choices gives them.
         self.choices = {name: [str(v) for v in values] for name, values in self.choices.items()}

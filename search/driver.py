@@ -284,7 +284,9 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
         if budget is not None and config.retrain:
             epochs = config.retrain_epochs or config.max_epochs
             images = epochs * (len(data.train_labels) + len(data.val_labels))
-            deadline = RetrainDeadline(time.monotonic() + budget, images, config.max_epochs)
+            # A --retrain-epochs the user chose is what is kept; otherwise the share (search/deadline.py says why).
+            reserve = 0.0 if config.retrain_epochs else config.retrain_share * config.time_budget_s
+            deadline = RetrainDeadline(time.monotonic() + budget, images, config.max_epochs, reserve_s=reserve)
         tuner = make_tuner(config, out, storage_path, plan.space, trainable, params=plan.params,
                            time_budget_s=budget, points_to_evaluate=plan.recipes or None, stop=deadline,
                            callbacks=[DiskGuard(out, local_storage(storage_path), local_storage(experiment_path))])
@@ -322,9 +324,14 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     if config.retrain and summary["best_trial"] is not None:
         from .retrain import retrain_run
 
+        epochs = config.retrain_epochs
         if deadline is not None and deadline.retrain_seconds() is not None:
             left = config.time_budget_s - (time.perf_counter() - t_start)
-            print(f"note: the retrain should take about {format_duration(deadline.retrain_seconds())}; "
+            per_epoch = len(data.train_labels) + len(data.val_labels)
+            if epochs is None:
+                epochs = deadline.epochs_that_fit(left, per_epoch, at_least=config.max_epochs)
+            print(f"note: the retrain of {epochs} epochs should take about "
+                  f"{format_duration(deadline.seconds_for(epochs * per_epoch))}; "
                   f"{format_duration(left)} of --time-budget {config.time_budget} left", file=sys.stderr)
 
         try:
@@ -332,7 +339,7 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
             # deadline's estimate, from one trial's speed, stays an upper bound). On a cluster it is a trial.
             cpus = config.cpus_per_trial if config.address is not None else max(resources.get("CPU", 1),
                                                                                  config.cpus_per_trial)
-            retrain_run(out, epochs=config.retrain_epochs, data=data, cpus=cpus, gpus=gpus,
+            retrain_run(out, epochs=epochs, data=data, cpus=cpus, gpus=gpus,
                         use_ray=config.address is not None, pretrained=pretrained)
         except Exception as e:  # the search's results are already on disk and stay valid
             raise RetrainError(f"the retrain failed ({e.__class__.__name__}: {e}); the search results in {out} are "

@@ -28,6 +28,38 @@ def test_the_deadline_fires_when_only_the_retrain_fits():
     assert stop("t3", {"images_per_second": 1e9}) is False  # it never stops one trial alone
 
 
+def test_the_retrain_share_is_kept_and_filled_with_epochs():
+    # 12-epoch trials on 2,000 + 1,000 images at 300 images/s: the retrain at 12 epochs needs 120 s,
+    # but --retrain-share 0.5 of a 1,000 s budget keeps 500 s, and the retrain then trains 50 epochs.
+    now = [0.0]
+    stop = RetrainDeadline(deadline=1000.0, retrain_images=12 * 3000, max_t=12, clock=lambda: now[0], reserve_s=500.0)
+    stop("t1", {"images_per_second": 300.0, "training_iteration": 12})
+    stop.on_trial_complete(0, [], Done({"training_iteration": 12}))
+    assert stop.seconds_for(12 * 3000) == 120.0 + REPORT_MARGIN_S
+    assert stop.retrain_seconds() == 500.0 + REPORT_MARGIN_S
+    now[0] = 479.0
+    assert not stop.stop_all()  # 479 + 520 < 1000
+    now[0] = 480.0
+    assert stop.stop_all()
+    assert stop.epochs_that_fit(500.0 + REPORT_MARGIN_S, 3000, at_least=12) == 50
+    assert stop.epochs_that_fit(60.0, 3000, at_least=12) == 12  # never fewer than the trials ran
+    # A search that ended early (every trial done) has 900 s left, but the retrain gets what was kept.
+    assert stop.epochs_that_fit(900.0, 3000, at_least=12) == 50
+    # The estimate wins when it is the larger: a reserve never shortens what --max-epochs needs.
+    slow = RetrainDeadline(1000.0, 12 * 3000, 12, reserve_s=50.0, clock=lambda: 0.0)
+    slow("t1", {"images_per_second": 100.0})
+    assert slow.retrain_seconds() == 360.0 + REPORT_MARGIN_S
+
+
+@pytest.mark.parametrize("share", [1.0, -0.1, float("nan")])
+def test_a_retrain_share_outside_0_1_is_refused_in_one_line(share):
+    from search.config import SearchConfig
+    from search.errors import SearchError
+
+    with pytest.raises(SearchError, match=r"^--retrain-share must be in \[0, 1\)"):
+        SearchConfig(space="smoke", retrain_share=share)
+
+
 class Done:
     """What RetrainDeadline reads of a Tune trial that Tune says is complete."""
 
@@ -60,7 +92,7 @@ def test_time_budget_keeps_time_for_the_retrain(image_folder, tmp_path):
         lines = []
         for line in proc.stderr:  # the search's results are written before this note; the retrain follows
             lines.append(line)
-            if line.startswith("note: the retrain should take about"):
+            if line.startswith("note: the retrain of 300 epochs should take about"):
                 break
     finally:
         proc.kill()

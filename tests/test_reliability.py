@@ -136,6 +136,7 @@ def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, capsys, image_fold
         (["--max-failures", "-5"], "--max-failures"),
         (["--max-concurrent", "0"], "--max-concurrent"),
         (["--retrain-epochs", "0"], "--retrain-epochs"),
+        (["--retrain-share", "1"], "--retrain-share"),
         (["--val-size", "-1"], "--val-size"),
         (["--train-subset", "0"], "--train-subset"),
     ]

@@ -2,6 +2,7 @@
 start informs the sampler without counting, a time budget ends the search consistently."""
 
 import json
+import re
 
 import optuna
 import pandas as pd
@@ -95,4 +96,7 @@ def test_time_budget_ends_the_search_consistently(image_folder, tmp_path):
     assert all(t.state == TrialState.PRUNED for t in cut)
     best = json.loads((out / "best" / "config.json").read_text())
     assert study.trials[best["trial"]].state == TrialState.COMPLETE
-    assert (out / "best" / "metrics.json").exists()  # the retrain followed
+    # The retrain followed, with the epochs that --retrain-share (0.5) of the 60 s afforded, as announced.
+    announced = re.search(r"note: the retrain of (\d+) epochs should take about", proc.stderr)
+    assert announced, proc.stderr[-3000:]
+    assert json.loads((out / "best" / "metrics.json").read_text())["epochs"] == int(announced[1]) >= 2
