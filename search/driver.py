@@ -271,6 +271,7 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     deadline = None
+    per_epoch = len(data.train_labels) + len(data.val_labels)  # images a retrain epoch sees: train + validation
     if resume:
         tuner = restore_tuner(experiment_path, trainable)
         previous = json.loads((out / SEARCH_JSON).read_text()) if (out / SEARCH_JSON).exists() else {}
@@ -283,7 +284,7 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
         budget = config.time_budget_s - (time.perf_counter() - t_start) if config.time_budget else None
         if budget is not None and config.retrain:
             epochs = config.retrain_epochs or config.max_epochs
-            images = epochs * (len(data.train_labels) + len(data.val_labels))
+            images = epochs * per_epoch
             # A --retrain-epochs the user chose is what is kept; otherwise the share (search/deadline.py says why).
             reserve = 0.0 if config.retrain_epochs else config.retrain_share * config.time_budget_s
             deadline = RetrainDeadline(time.monotonic() + budget, images, config.max_epochs, reserve_s=reserve)
@@ -327,7 +328,6 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
         epochs = config.retrain_epochs
         if deadline is not None and deadline.retrain_seconds() is not None:
             left = config.time_budget_s - (time.perf_counter() - t_start)
-            per_epoch = len(data.train_labels) + len(data.val_labels)
             if epochs is None:
                 epochs = deadline.epochs_that_fit(left, per_epoch, at_least=config.max_epochs)
             print(f"note: the retrain of {epochs} epochs should take about "
