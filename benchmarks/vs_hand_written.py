@@ -55,7 +55,8 @@ def run_search_arm(args, seed: int, root: Path, total: float) -> dict:
     metrics = json.loads((out / "best" / "metrics.json").read_text())
     return {"arm": "search_run", "seed": seed, "wall_seconds": wall, "budget_seconds": total, "test_acc": metrics["test_acc"],
             "best_val_acc": summary["best_val_acc"],
-            "trials": summary["completed"] + summary["pruned"] + summary["failed"], "pruned": summary["pruned"]}
+            "trials": summary["completed"] + summary["pruned"] + summary["failed"], "pruned": summary["pruned"],
+            "retrain_epochs": metrics.get("epochs"), "time_split": summary.get("time_split")}
 
 
 def run_paper_arm(args, seed: int, images_per_second: float, total: float) -> dict:

@@ -123,10 +123,13 @@ class SearchConfig(DataConfig):
     # What follows the search
     retrain: bool = setting(True, "skip retraining the best config at the end", defining=False)
     retrain_epochs: int | None = setting(None, "epochs of the retrain", default_text="--max-epochs; with --time-budget, "
-                                         "as many as --retrain-share of it affords, at least --max-epochs",
+                                         "as many as the share kept for it affords, at least --max-epochs",
                                          defining=False)
-    retrain_share: float = setting(0.5, "with --time-budget, the share of it kept for the retrain of the best config "
-                                        "(0: only what --max-epochs epochs need)", defining=False)
+    retrain_share: float | None = setting(None, "with --time-budget, the share of it kept for the retrain of the best "
+                                                "config (0: only what --max-epochs epochs need)",
+                                          default_text="half, more when half the budget affords fewer full trials "
+                                                       "than the recipes and TPE's random start (search/deadline.py)",
+                                          defining=False)
     report: bool = setting(True, "skip writing report.html and plots/", defining=False)
     verbose: int = setting(0, "0: one progress line (a bar on a terminal, a line per finished trial in a log); "
                               "1: Tune's own status table and messages; 2: also every trial's log",
@@ -154,7 +157,7 @@ class SearchConfig(DataConfig):
             raise SearchError(f"--n-startup-trials must be >= 0, got {self.n_startup_trials}")
         if self.time_budget is not None:
             parse_duration(self.time_budget)
-        if not 0 <= self.retrain_share < 1:
+        if self.retrain_share is not None and not 0 <= self.retrain_share < 1:
             raise SearchError(f"--retrain-share must be in [0, 1), got {self.retrain_share:g}: the search needs some "
                               "of --time-budget")
         self._check_numbers()

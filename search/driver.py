@@ -25,7 +25,7 @@ import spaces
 from model.checkpoint import check_writable
 from model.data import CIFAR10Data
 from spaces.asks import inspect_space
-from spaces.budget import Budget, BudgetPlan, plan_budget
+from spaces.budget import PAPER_IMAGES, Budget, BudgetPlan, plan_budget
 from spaces.narrow import narrow_space
 from spaces.recipe import fit_recipe
 
@@ -38,7 +38,7 @@ from .progress import format_duration
 from .constants import ASHA_STATE, EXPERIMENT, SEARCH_JSON, STUDY_DB, study_url
 from .errors import RetrainError, SearchError
 from .lock import LOCK_NAME, OutLock
-from .ray_start import check_address, ray_session, resolve_gpus, trial_device
+from .ray_start import check_address, ray_session, resolve_gpus, trial_device, trial_slots
 from .results import SearchResult, print_summary, write_results, write_started
 from .warm_start import WarmStart, load_warm_trials
 from .weights import resolve_weights
@@ -249,7 +249,7 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
 
     from .states import settle, tune_statuses
     from .trial import train_trial
-    from .tuner import create_study, make_tuner, restore_tuner
+    from .tuner import create_study, make_tuner, n_startup_trials, restore_tuner
 
     experiment_path = f"{storage_path}/{EXPERIMENT}"
     data, warm = plan.data, plan.warm
@@ -284,10 +284,14 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
         budget = config.time_budget_s - (time.perf_counter() - t_start) if config.time_budget else None
         if budget is not None and config.retrain:
             epochs = config.retrain_epochs or config.max_epochs
-            images = epochs * per_epoch
-            # A --retrain-epochs the user chose is what is kept; otherwise the share (search/deadline.py says why).
-            reserve = 0.0 if config.retrain_epochs else config.retrain_share * config.time_budget_s
-            deadline = RetrainDeadline(time.monotonic() + budget, images, config.max_epochs, reserve_s=reserve)
+            # A --retrain-epochs the user chose is what is kept; otherwise a share (search/deadline.py says why),
+            # up to the paper's images seen (spaces/budget.py).
+            deadline = RetrainDeadline(
+                time.monotonic() + budget, epochs * per_epoch, config.max_epochs,
+                budget_s=None if config.retrain_epochs else config.time_budget_s, share=config.retrain_share,
+                slots=trial_slots(resources, config.cpus_per_trial, gpus, config.max_concurrent),
+                trials_needed=min(config.num_samples, len(plan.recipes) + n_startup_trials(config)),
+                max_images=None if config.retrain_epochs else max(epochs * per_epoch, PAPER_IMAGES))
         tuner = make_tuner(config, out, storage_path, plan.space, trainable, params=plan.params,
                            time_budget_s=budget, points_to_evaluate=plan.recipes or None, stop=deadline,
                            callbacks=[DiskGuard(out, local_storage(storage_path), local_storage(experiment_path))])
@@ -306,6 +310,8 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     unfinished = settle(study, budget_hit)
     tune_ids = set(tune_statuses(study))
     interrupted = bool(unfinished) or (len(tune_ids) < config.num_samples and not budget_hit)
+    if deadline is not None:
+        extra = {**extra, "time_split": deadline.describe()}
     summary = write_results(config, out, study, base, weights_by_arch, data.describe(), started, wall,
                             extra={**extra, "time_budget_hit": budget_hit, "interrupted": interrupted,
                                    "warm_start": warm.describe() if warm else None})
@@ -332,7 +338,8 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
                 epochs = deadline.epochs_that_fit(left, per_epoch, at_least=config.max_epochs)
             print(f"note: the retrain of {epochs} epochs should take about "
                   f"{format_duration(deadline.seconds_for(epochs * per_epoch))}; "
-                  f"{format_duration(left)} of --time-budget {config.time_budget} left", file=sys.stderr)
+                  f"{format_duration(left)} of --time-budget {config.time_budget} left{deadline.split_note()}",
+                  file=sys.stderr)
 
         try:
             # On this machine the search's cores are all free now: the retrain takes them all (the

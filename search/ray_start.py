@@ -114,3 +114,13 @@ def resolve_gpus(requested: float | None, cluster_gpus: float) -> float:
 def trial_device(gpus: float) -> str:
     """The device of a trial (and of the retrain) that Ray gives ``gpus`` GPUs: CPU trials never touch CUDA."""
     return "cuda" if gpus > 0 else "cpu"
+
+
+def trial_slots(resources: dict, cpus_per_trial: float, gpus_per_trial: float, max_concurrent: int | None) -> int:
+    """How many trials run at once on ``resources`` (``ray.cluster_resources()``), at least 1."""
+    slots = [resources.get("CPU", 0) // cpus_per_trial]
+    if gpus_per_trial > 0:
+        slots.append(resources.get("GPU", 0) // gpus_per_trial)
+    if max_concurrent is not None:
+        slots.append(max_concurrent)
+    return max(1, int(min(slots)))

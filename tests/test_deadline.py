@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from search.deadline import REPORT_MARGIN_S, RetrainDeadline
+from search.deadline import REPORT_MARGIN_S, RetrainDeadline, retrain_share
 from tests.test_search import ROOT, SEARCH, load_study
 
 
@@ -32,8 +32,9 @@ def test_the_retrain_share_is_kept_and_filled_with_epochs():
     # 12-epoch trials on 2,000 + 1,000 images at 300 images/s: the retrain at 12 epochs needs 120 s,
     # but --retrain-share 0.5 of a 1,000 s budget keeps 500 s, and the retrain then trains 50 epochs.
     now = [0.0]
-    stop = RetrainDeadline(deadline=1000.0, retrain_images=12 * 3000, max_t=12, clock=lambda: now[0], reserve_s=500.0)
-    stop("t1", {"images_per_second": 300.0, "training_iteration": 12})
+    stop = RetrainDeadline(deadline=1000.0, retrain_images=12 * 3000, max_t=12, clock=lambda: now[0],
+                           budget_s=1000.0, share=0.5)
+    stop("t1", {"images_per_second": 300.0, "training_iteration": 12, "time_this_iter_s": 8.0})
     stop.on_trial_complete(0, [], Done({"training_iteration": 12}))
     assert stop.seconds_for(12 * 3000) == 120.0 + REPORT_MARGIN_S
     assert stop.retrain_seconds() == 500.0 + REPORT_MARGIN_S
@@ -45,10 +46,47 @@ def test_the_retrain_share_is_kept_and_filled_with_epochs():
     assert stop.epochs_that_fit(60.0, 3000, at_least=12) == 12  # never fewer than the trials ran
     # A search that ended early (every trial done) has 900 s left, but the retrain gets what was kept.
     assert stop.epochs_that_fit(900.0, 3000, at_least=12) == 50
-    # The estimate wins when it is the larger: a reserve never shortens what --max-epochs needs.
-    slow = RetrainDeadline(1000.0, 12 * 3000, 12, reserve_s=50.0, clock=lambda: 0.0)
-    slow("t1", {"images_per_second": 100.0})
+    assert stop.describe()["retrain_share"] == 0.5 and "(--retrain-share)" in stop.split_note()
+    # The estimate wins when it is the larger: a share never shortens what --max-epochs needs.
+    slow = RetrainDeadline(1000.0, 12 * 3000, 12, budget_s=1000.0, share=0.05, clock=lambda: 0.0)
+    slow("t1", {"images_per_second": 100.0, "time_this_iter_s": 30.0})
     assert slow.retrain_seconds() == 360.0 + REPORT_MARGIN_S
+
+
+def test_the_default_share_grows_when_the_budget_affords_too_few_trials_to_search():
+    # Half of a 1,000 s budget on one slot affords 500 / 100 = 5 trials of 100 s; a search that
+    # needs 10 first (its recipes and TPE's random start) gets half of its half, the retrain 75%.
+    assert retrain_share(1000.0, trial_seconds=100.0, slots=1, trials_needed=10) == 0.75
+    assert retrain_share(1000.0, trial_seconds=100.0, slots=2, trials_needed=10) == 0.5  # two at once: 10 fit
+    assert retrain_share(10_000.0, trial_seconds=100.0, slots=1, trials_needed=10) == 0.5  # never below half
+    assert retrain_share(1000.0, trial_seconds=1000.0, slots=1, trials_needed=10) == 0.975  # not one trial fits
+    # The deadline measures the trial's time from Tune's epoch timings (median x --max-epochs).
+    now = [0.0]
+    stop = RetrainDeadline(deadline=1000.0, retrain_images=12 * 3000, max_t=12, clock=lambda: now[0],
+                           budget_s=1000.0, slots=1, trials_needed=10)
+    assert stop.share_kept() is None and stop.retrain_seconds() is None  # nothing timed yet
+    for seconds in (9.0, 100.0 / 12, 8.0):  # the first epoch also started the trial
+        stop("t1", {"images_per_second": 300.0, "time_this_iter_s": seconds})
+    stop.on_trial_complete(0, [], Done({"training_iteration": 12}))
+    assert stop.share_kept() == 0.75 and stop.retrain_seconds() == 750.0 + REPORT_MARGIN_S
+    assert stop.epochs_that_fit(900.0, 3000, at_least=12) == 75
+    now[0] = 229.0
+    assert not stop.stop_all()
+    now[0] = 230.0
+    assert stop.stop_all()
+    assert "afforded about 5.0 full trials of the 10" in stop.split_note()
+    assert stop.describe() == {"retrain_share": 0.75, "share_fixed": False, "trial_seconds": 100.0, "slots": 1,
+                               "trials_needed": 10}
+
+
+def test_the_retrain_trains_at_most_the_papers_images_and_the_search_keeps_the_rest():
+    # A 10-hour budget and 3,000 images an epoch at 300 images/s: half the budget would be
+    # 5,400 epochs; the retrain stops at max_images (30 epochs here) and keeps only their time.
+    stop = RetrainDeadline(deadline=36_000.0, retrain_images=12 * 3000, max_t=12, clock=lambda: 0.0,
+                           budget_s=36_000.0, share=0.5, max_images=30 * 3000)
+    stop("t1", {"images_per_second": 300.0, "time_this_iter_s": 10.0})
+    assert stop.retrain_seconds() == 300.0 + REPORT_MARGIN_S
+    assert stop.epochs_that_fit(36_000.0, 3000, at_least=12) == 30
 
 
 @pytest.mark.parametrize("share", [1.0, -0.1, float("nan")])
@@ -134,3 +172,13 @@ def test_resume_after_the_budget_exits_2_and_leaves_search_json(image_folder, tm
     assert again.returncode == 2 and "is complete (every trial ran)" in again.stderr
     assert len([ln for ln in again.stderr.splitlines() if ln.strip()]) == 1, again.stderr
     assert (out / "search.json").read_bytes() == before
+
+
+def test_trial_slots_count_the_trials_that_run_at_once():
+    from search.ray_start import trial_slots
+
+    assert trial_slots({"CPU": 2.0}, cpus_per_trial=2, gpus_per_trial=0, max_concurrent=None) == 1
+    assert trial_slots({"CPU": 2.0}, cpus_per_trial=1, gpus_per_trial=0, max_concurrent=None) == 2
+    assert trial_slots({"CPU": 16.0, "GPU": 1.0}, cpus_per_trial=2, gpus_per_trial=0.5, max_concurrent=None) == 2
+    assert trial_slots({"CPU": 16.0, "GPU": 4.0}, cpus_per_trial=2, gpus_per_trial=0.5, max_concurrent=3) == 3
+    assert trial_slots({"CPU": 1.0}, cpus_per_trial=2, gpus_per_trial=0, max_concurrent=None) == 1  # never 0

@@ -10,6 +10,7 @@ import pytest
 
 from search import report
 from search.config import SearchConfig
+from search.deadline import retrain_share
 from search.tuner import n_startup_trials
 from spaces.definitions import SHORT_RECIPES
 from tests.test_search import SEARCH, load_study, run_search
@@ -96,7 +97,13 @@ def test_time_budget_ends_the_search_consistently(image_folder, tmp_path):
     assert all(t.state == TrialState.PRUNED for t in cut)
     best = json.loads((out / "best" / "config.json").read_text())
     assert study.trials[best["trial"]].state == TrialState.COMPLETE
-    # The retrain followed, with the epochs that --retrain-share (0.5) of the 60 s afforded, as announced.
-    announced = re.search(r"note: the retrain of (\d+) epochs should take about", proc.stderr)
+    # The retrain followed, with the epochs that the share kept for it afforded, as announced: smoke's
+    # recipe and 50 random trials come first, and two at a time the search's half affords fewer.
+    announced = re.search(r"note: the retrain of (\d+) epochs should take about .*"
+                          r"(\d\d)% of the budget kept for it: the search's half afforded", proc.stderr)
     assert announced, proc.stderr[-3000:]
+    split = summary["time_split"]
+    assert split["trials_needed"] == 1 + 50 and split["slots"] == 2 and not split["share_fixed"]
+    assert 0.5 < split["retrain_share"] == pytest.approx(retrain_share(60, split["trial_seconds"], 2, 51))
+    assert int(announced[2]) == round(100 * split["retrain_share"])
     assert json.loads((out / "best" / "metrics.json").read_text())["epochs"] == int(announced[1]) >= 2
