@@ -222,7 +222,9 @@ def _summary(run_dir, study, search, searched, best_json, metrics):
     ]
     if budget:
         hit = search.get("time_budget_hit")
-        rows.append(("time budget", f"{budget}: {'ended the search' if hit else 'not reached'}"))
+        share = (search.get("time_split") or {}).get("retrain_share")  # search/deadline.py
+        kept = "" if share is None else f"; {share:.0%} of it kept for the retrain"
+        rows.append(("time budget", f"{budget}: {'ended the search' if hit else 'not reached'}{kept}"))
     rows += [
         ("best trial", best_number if best_number is not None else "none yet"),
         (f"best validation accuracy ({METRIC})",

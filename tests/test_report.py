@@ -335,7 +335,9 @@ def _budget_run(run_dir):
     config = SearchConfig(space="scratch", num_samples=6, max_epochs=3, time_budget="20m", data="cifar10-jpeg.tar.gz")
     (run_dir / "search.json").write_text(json.dumps({
         "config": config.to_dict(), "wall_seconds": 1205.0, "started": "2025-01-01T12:00:00+00:00",
-        "finished": "2025-01-01T12:20:05+00:00", "time_budget_hit": True}))
+        "finished": "2025-01-01T12:20:05+00:00", "time_budget_hit": True,
+        "time_split": {"retrain_share": 0.85, "share_fixed": False, "trial_seconds": 300.0, "slots": 1,
+                       "trials_needed": 6}}))
     (run_dir / "best").mkdir()
     (run_dir / "best" / "config.json").write_text(json.dumps({
         "trial": 0, "val_acc": 0.5, "params": {"lr": 0.1},
@@ -358,7 +360,7 @@ def test_budget_cut_trials_are_not_counted_as_asha_prunes(budget_run):
     summary = _summary_table(page)
     assert (summary["completed"], summary["pruned by ASHA"], summary["cut by the time budget"],
             summary["failed"]) == ("1", "1", "1", "1")
-    assert summary["time budget"] == "20m: ended the search"
+    assert summary["time budget"] == "20m: ended the search; 85% of it kept for the retrain"
     assert ("The time budget (--time-budget 20m) ended this search at 2025-01-01 12:20:05 UTC: 1 trial was "
             "cut short (PRUNED, stopped_by=time_budget) and 2 of the 6 requested never started.") in page
 
