@@ -11,22 +11,22 @@ goes on to Tune's ``time_budget_s``, its hard cap.
 What is kept is the larger of the retrain's estimate at ``--max-epochs`` and a share of the
 budget; the retrain then trains for as many epochs as that time affords (``epochs_that_fit``),
 up to the paper's images seen. Why a share, not just ``--max-epochs``: at equal wall time, one
-run of the paper's recipe for the whole budget beat a search whose retrain ran ``--max-epochs``
-by 8 points of test accuracy (README, "The default search against a hand-written Optuna
-script", 12 epochs on 2,000 images, seed 0; with half the budget kept, still by 1.2 points over
-3 seeds), because a short budget buys more from epochs than from configs. Li, Yumer & Ramanan
-("Budgeted Training", ICLR 2020) find the same of budget-aware schedules, which is what
-one-cycle, cosine and linear decay over the retrain's own epochs are.
+run of the paper's recipe for the whole budget beat a search whose retrain ran ``--max-epochs``,
+and still beat one that kept half the budget for the retrain, because a short budget buys more
+from epochs than from configs (benchmarks/README.md, "The default search against a hand-written
+Optuna script", "Earlier runs"). Li, Yumer & Ramanan ("Budgeted Training", ICLR 2020) find the
+same of budget-aware schedules, which is what one-cycle, cosine and linear decay over the
+retrain's own epochs are.
 
 The share (``retrain_share``, unless ``--retrain-share`` fixes it) is a function of the budget:
 the search gets half of it, and less when that half affords fewer full trials than a search
-needs before its sampler learns anything (its recipes and TPE's random start). In those 3 seeds
-the search's half afforded 3-4 full trials of the 10 it needed, and its best was its first
-recipe every time: its time bought nothing the retrain could not have used. With this share the
-same comparison, rerun (2026-12-03, a faster machine), beat the paper's recipe alone in every
-seed, 0.703 against 0.689, and the hand-written script at 4 epochs, 0.809 against 0.659. The
-driver prints the share and the retrain's epochs against the time left, so a retrain that
-cannot fit is announced.
+needs before its sampler learns anything (its recipes and TPE's random start). In those runs
+the search's half afforded fewer than half the full trials it needed, and its best was its
+first recipe every time: its time bought nothing the retrain could not have used. With this
+share the same comparison, rerun, beat both the paper's recipe alone and the hand-written script
+in every seed (benchmarks/README.md, the same section, "Current numbers"; docs/time-budget.md
+has the arithmetic). The driver prints the share and the retrain's epochs against the time
+left, so a retrain that cannot fit is announced.
 """
 
 from __future__ import annotations

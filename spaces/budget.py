@@ -19,8 +19,9 @@ PAPER_IMAGES = 64_000 * 128
 # A run needs enough optimizer steps for any schedule to warm up and decay: the step schedule's
 # milestones and one-cycle's 30% warm-up each take a share of them. Goyal et al. 2017 ("Accurate,
 # Large Minibatch SGD") scale batch only with a matching number of iterations; 150 steps is the
-# fewest at which a 4-epoch, batch-256 run on 10,000 images still trains (the hand-written arm of
-# issue 18 searched batch 64-256 there and reached 0.69).
+# fewest at which a 4-epoch, batch-256 run on 10,000 images still trains (the hand-written arm
+# searched batch 64-256 there: benchmarks/README.md, "The default search against a hand-written
+# Optuna script").
 MIN_STEPS = 150
 # The step schedule divides the lr at 50% and 75% of the run. Li, Yumer & Ramanan ("Budgeted
 # Training", ICLR 2020, Table 1 and Fig. 3) find linear and one-cycle-like decays beat it at every
@@ -31,21 +32,23 @@ STEP_SCHEDULE_MIN_FRACTION = 0.25
 # airbench's short CIFAR-10 runs (10-20 epochs) use flip and translate alone.
 POLICY_AUGMENT_MIN_EPOCHS = 30
 # The short recipes are written at batch 128, and a short run at batch 128 takes few optimizer
-# steps. Measured: on the recorded table (12 epochs of 2,000 images: 188 steps at batch 128) the
-# first short recipe at batch 64 and half the lr reached 0.531 against 0.508 at 128 (configs 3
-# and 1), and the five best of the 128 configs are all batch 64; in the 4-epoch, 10,000-image
-# comparison (312 steps at 128) the hand-written arm's best was batch 64. Below this many steps
-# at its batch, a recipe runs at half the batch and half the lr (the linear scaling rule, Goyal et
-# al. 2017), while that batch is kept. 500 lies above both measured points; nothing above it is measured.
+# steps. On the recorded table (12 epochs of 2,000 images: 188 steps at batch 128) the first
+# short recipe did better at batch 64 and half the lr than at 128, and the best configs are all
+# batch 64; in the 4-epoch, 10,000-image comparison (312 steps at 128) the hand-written arm's best
+# was mostly batch 64 (docs/budget.md gives the figures; benchmarks/README.md, "Search quality on
+# recorded curves" and "The default search against a hand-written Optuna script", measured them).
+# Below this many steps at its batch, a recipe runs at half the batch and half the lr (the linear
+# scaling rule, Goyal et al. 2017), while that batch is kept. 500 lies above both measured points;
+# nothing above it is measured.
 RECIPE_MIN_STEPS = 500
 # At half the paper's budget or more, the paper's own recipe is the first config to evaluate.
 PAPER_RECIPE_MIN_FRACTION = 0.5
 # ASHA's grace period: half of --max-epochs. A fixed grace of 2 epochs means something else at 4
 # epochs (half the run) than at 160; early accuracies rank configs poorly until the lr schedule
-# has done part of its work (one-cycle warms up over its first 30%). Measured on the recorded
-# table (128 configs x 12 epochs, README "Search quality on recorded curves"), TPE + ASHA at R 3,
-# budget 30, 20 seeds, W = 2: grace 6 (a half) ends at regret 0.013 +- 0.004 and beats random
-# search (p = 0.002); grace 1, 2, 3 and 4 end at 0.037-0.064, no better than random.
+# has done part of its work (one-cycle warms up over its first 30%). On the recorded curves a half
+# is the only grace period tried at which TPE + ASHA beats random search, and it held on fresh
+# seeds; shorter ones end no better than random (benchmarks/README.md, "Search quality on recorded
+# curves"; docs/budget.md).
 def default_grace_period(max_epochs: int) -> int:
     """ASHA's grace period for runs of ``max_epochs``: half of them, at least 1."""
     return max(1, max_epochs // 2)
