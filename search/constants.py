@@ -10,12 +10,10 @@ METRIC, MODE = "val_acc", "max"  # what every trial reports each epoch, and whic
 STUDY_DB = "study.db"  # the Optuna study: every trial's params, curve and state
 SEARCH_JSON = "search.json"  # the SearchConfig, the data's description, then the summary
 TRIALS_CSV = "trials.csv"  # one row per trial
-BEST = "best"  # config.json from the search; model.pt, metrics.json and history.json from the retrain
-ASHA_STATE = "asha_state.json"  # PersistentASHA's rungs and decisions
-EXPERIMENT = "tune"  # the Ray experiment's folder under the storage path (--out by default)
-
-# user_attrs["origin"] of the trials --warm-start copied in from an earlier search.
-WARM_START = "warm_start"
+BEST = "best"  # the best config and its retrain:
+BEST_CONFIG = "config.json"  # the search's best trial and its full RunConfig
+BEST_MODEL, BEST_METRICS, BEST_HISTORY = "model.pt", "metrics.json", "history.json"  # written by the retrain
+EXPERIMENT = "tune"  # Tune's runs of the search under the storage path (--out by default): trial logs, checkpoints
 
 
 def study_url(out: str | Path) -> str:

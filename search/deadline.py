@@ -36,6 +36,8 @@ import time
 
 from ray.tune import Callback, Stopper
 
+from .study import ran_all_epochs
+
 REPORT_MARGIN_S = 20.0  # the test pass, the report and Ray's shutdown after the search
 SEARCH_SHARE = 0.5  # the most of --time-budget the search gets by default
 
@@ -145,8 +147,7 @@ class RetrainDeadline(Stopper, Callback):
         return False
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        result = trial.last_result or {}
-        if result.get("training_iteration", 0) >= self.max_t and not result.get("diverged"):
+        if ran_all_epochs(trial.last_result, self.max_t):
             self.completed = True
 
     def stop_all(self) -> bool:

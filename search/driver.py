@@ -1,45 +1,47 @@
 """``run_search``: one search, from a ``SearchConfig`` to a ``SearchResult``, on the Ray driver.
 
 The steps: check the run folder, load the data and the weights once, start or join Ray, check
-every node, run the Tuner (or restore it), end the trials Tune left RUNNING, write the results,
-then retrain the best config and write the report.
+every node, open the study (``search/study.py``: the search's only state), run a Tune run of its
+trials to the end or to an interruption, write the results from the study, then retrain the best
+config and write the report. ``--resume`` is the same with an existing study: the Tune run starts
+with the trials it left unfinished.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import json
-import signal
 import sqlite3
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
 import spaces
-from model.checkpoint import check_writable
 from model.data import CIFAR10Data
 from spaces.asks import inspect_space
 from spaces.budget import PAPER_IMAGES, Budget, BudgetPlan, plan_budget
 from spaces.narrow import narrow_space
 from spaces.recipe import fit_recipe
 
-from . import disk
+from . import storage
 from .config import SearchConfig
+from .constants import EXPERIMENT, SEARCH_JSON, STUDY_DB
 from .deadline import RetrainDeadline
-from .disk import (DiskFullError, DiskGuard, check_free_space, disk_full_message, is_disk_full,
-                   repair_experiment_state, stop_like_ctrl_c)
-from .progress import format_duration
-from .constants import ASHA_STATE, EXPERIMENT, SEARCH_JSON, STUDY_DB, study_url
+from .disk import DiskFullError, DiskGuard, check_free_space, disk_full_message, is_disk_full
 from .errors import RetrainError, SearchError
 from .lock import LOCK_NAME, OutLock
+from .progress import format_duration, progress_callbacks
 from .ray_start import check_address, ray_session, resolve_gpus, trial_device, trial_slots
 from .results import SearchResult, print_summary, write_results, write_started
+from .sampler import make_sampler, n_startup_trials
+from .signals import resume_line, say_once, stop_on_signals
+from .study import (FAIL_REASON, RAY_TRIAL_ID, create_study, enqueue_recipes, open_storage, own_trials,
+                    prune_cut_by_budget, samples_taken)
 from .warm_start import WarmStart, load_warm_trials
 from .weights import resolve_weights
 
@@ -55,14 +57,14 @@ def run_search(config: SearchConfig, *, resume: bool = False) -> SearchResult:
         check_address(config.address)
     out = config.out_dir()
     config = dataclasses.replace(config, out=str(out))
-    storage_path = storage_location(config, out)
+    storage_path = storage.resolve(config.storage_path, out)
     created = [d for d in (out, *out.parents) if not d.exists()]  # out and the folders made for it
     out.mkdir(parents=True, exist_ok=True)
     # A search that loses the race for the lock cleans up nothing: the folder is the winner's.
     with OutLock(out):
         try:
-            check_free_space(out, local_storage(storage_path))
-            check_resume(config, resume, out, f"{storage_path}/{EXPERIMENT}")
+            check_free_space(out, storage.local_folder(storage_path))
+            check_resume(config, resume, out)
             return _search(config, resume, out, storage_path)
         except Exception as e:
             if is_disk_full(e) and not isinstance(e, DiskFullError):
@@ -78,55 +80,22 @@ def run_search(config: SearchConfig, *, resume: bool = False) -> SearchResult:
                     folder.rmdir()
 
 
-# The file systems pyarrow (and so Ray's storage) opens by URI.
-STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
-
-
-def local_storage(storage_path: str) -> str | None:
-    """The folder of a storage path on this machine's file system; None for a remote one (s3://...)."""
-    if "://" not in storage_path:
-        return storage_path
-    return storage_path.partition("://")[2] if storage_path.startswith("file://") else None
-
-
-def storage_location(config: SearchConfig, out: Path) -> str:
-    """Where the Ray experiment lives, checked before anything is written: --out and --storage-path."""
-    try:
-        check_writable(out, "--out")
-        storage_path = config.storage_path or str(out)
-        if "://" in storage_path:
-            scheme = storage_path.partition("://")[0]
-            if scheme not in STORAGE_SCHEMES:
-                raise SearchError(f"--storage-path {storage_path}: unknown scheme {scheme!r}; "
-                                  f"valid: a path, or {', '.join(s + '://' for s in STORAGE_SCHEMES)}")
-        else:
-            storage_path = str(Path(storage_path).expanduser().resolve())
-            check_writable(storage_path, "--storage-path")
-    except ValueError as e:
-        raise SearchError(str(e)) from None
-    return storage_path.rstrip("/")
-
-
-def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path: str) -> None:
-    """A new search never overwrites one; a resume finds its experiment and keeps its defining settings."""
-    from ray import tune
-
+def check_resume(config: SearchConfig, resume: bool, out: Path) -> None:
+    """A new search never overwrites one; a resume finds its study and keeps its defining settings."""
     if not resume:
-        if (out / ASHA_STATE).exists() or tune.Tuner.can_restore(experiment_path):
-            raise SearchError(f"{out} already holds a search; pass --resume to continue it, or choose another --out")
         if (out / STUDY_DB).exists():
             if any_trial_started(out):
                 raise SearchError(f"{out} already holds a search; pass --resume to continue it, or choose another "
                                   "--out")
             # The search died (or was refused) before Tune started a trial: nothing to resume, and its
-            # study holds at most the warm-start trials that this start adds again. Start afresh.
+            # study holds at most the recipes and warm-start trials that this start adds again. Start afresh.
             print(f"note: {out} holds a search that started no trial; starting it afresh", file=sys.stderr)
             (out / STUDY_DB).unlink()
         return
 
-    if not tune.Tuner.can_restore(experiment_path):
-        raise SearchError(f"--resume: no Ray experiment to resume at {experiment_path}; "
-                          "run without --resume to start a new search")
+    if not (out / STUDY_DB).exists():
+        raise SearchError(f"--resume: {out} holds no search to resume (no {STUDY_DB}); run without --resume to "
+                          "start a new search")
     if (out / SEARCH_JSON).exists():
         changed = config.changed_flags(SearchConfig.from_run(out))
         if changed:
@@ -137,16 +106,8 @@ def check_resume(config: SearchConfig, resume: bool, out: Path, experiment_path:
     try:
         with open(out / STUDY_DB, "r+b"):  # what a read-only or immutable (chattr +i) file refuses, even root
             pass
-    except FileNotFoundError:
-        raise SearchError(f"--resume: {out / STUDY_DB} is missing; the search's trials are lost") from None
     except OSError as e:
         raise SearchError(f"--resume: cannot write {out / STUDY_DB} ({e.strerror}); make it writable") from None
-    # Repairs last: a resume refused above changes nothing.
-    local_experiment = local_storage(experiment_path)  # a file:// storage path is a folder here too
-    if local_experiment is not None and (note := repair_experiment_state(local_experiment)):
-        print(note, file=sys.stderr)
-    if config.scheduler == "asha":
-        repair_asha_state(config, out)
 
 
 def check_not_complete(out: Path, saved: dict) -> None:
@@ -158,29 +119,11 @@ def check_not_complete(out: Path, saved: dict) -> None:
                       f"learns from it: --warm-start {out} --out NEW_FOLDER")
 
 
-def repair_asha_state(config: SearchConfig, out: Path) -> None:
-    """ASHA's rungs for a resume: a missing or damaged ``asha_state.json`` is rebuilt from the study."""
-    from .tuner import make_scheduler
-
-    path = out / ASHA_STATE
-    try:
-        if "brackets" in json.loads(path.read_text()):
-            return
-        why = "damaged"
-    except FileNotFoundError:
-        why = "missing"
-    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
-        why = "damaged"
-    study = optuna.load_study(study_name=config.study_name, storage=study_url(out))
-    records = make_scheduler(config, out).rebuild(study.get_trials(deepcopy=False))
-    print(f"note: {path} was {why}; ASHA's rungs rebuilt from the study ({records} records)", file=sys.stderr)
-
-
 def any_trial_started(out: Path) -> bool:
-    """Whether the study in ``out`` holds a trial that Tune ran (the searcher tags each with its Tune id)."""
+    """Whether the study in ``out`` holds a trial handed to Tune (the searcher tags each with its Tune trial's id)."""
     try:
         with sqlite3.connect(f"file:{out / STUDY_DB}?mode=ro", uri=True) as con:
-            return con.execute("SELECT COUNT(*) FROM trial_user_attributes WHERE key = 'ray_trial_id'").fetchone()[0] > 0
+            return con.execute("SELECT COUNT(*) FROM trial_user_attributes WHERE key = ?", (RAY_TRIAL_ID,)).fetchone()[0] > 0
     except sqlite3.OperationalError:  # its tables not created yet: Optuna died creating it
         return False
     except sqlite3.DatabaseError as e:
@@ -247,11 +190,10 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     import ray
     from ray import tune
 
-    from .states import settle, tune_statuses
-    from .trial import train_trial
-    from .tuner import create_study, make_tuner, n_startup_trials, restore_tuner
+    from .tune.callbacks import StopSearch
+    from .tune.trainable import train_trial
+    from .tune.tuner import make_scheduler, make_searcher, make_tuner
 
-    experiment_path = f"{storage_path}/{EXPERIMENT}"
     data, warm = plan.data, plan.warm
     resources = ray.cluster_resources()
     gpus = resolve_gpus(config.gpus_per_trial, resources.get("GPU", 0))
@@ -270,62 +212,80 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     )
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    deadline = None
     per_epoch = len(data.train_labels) + len(data.val_labels)  # images a retrain epoch sees: train + validation
+    study_storage = open_storage(out)
+    study = create_study(study_storage, config.study_name, make_sampler(
+        config.sampler, config.seed, n_startup_trials(config.num_samples, config.n_startup_trials)))
     if resume:
-        tuner = restore_tuner(experiment_path, trainable)
         previous = json.loads((out / SEARCH_JSON).read_text()) if (out / SEARCH_JSON).exists() else {}
         started = previous.get("started", started)
         t0 -= previous.get("wall_seconds") or 0.0
     else:
-        study = create_study(out, config.study_name)
+        enqueue_recipes(study, plan.recipes, config.num_samples)
         if warm is not None:
             warm.add_to(study)
-        budget = config.time_budget_s - (time.perf_counter() - t_start) if config.time_budget else None
-        if budget is not None and config.retrain:
-            epochs = config.retrain_epochs or config.max_epochs
-            # A --retrain-epochs the user chose is what is kept; otherwise a share (search/deadline.py says why),
-            # up to the paper's images seen (spaces/budget.py).
-            deadline = RetrainDeadline(
-                time.monotonic() + budget, epochs * per_epoch, config.max_epochs,
-                budget_s=None if config.retrain_epochs else config.time_budget_s, share=config.retrain_share,
-                slots=trial_slots(resources, config.cpus_per_trial, gpus, config.max_concurrent),
-                trials_needed=min(config.num_samples, len(plan.recipes) + n_startup_trials(config)),
-                max_images=None if config.retrain_epochs else max(epochs * per_epoch, PAPER_IMAGES))
-        tuner = make_tuner(config, out, storage_path, plan.space, trainable, params=plan.params,
-                           time_budget_s=budget, points_to_evaluate=plan.recipes or None, stop=deadline,
-                           callbacks=[DiskGuard(out, local_storage(storage_path), local_storage(experiment_path))])
+    budget = config.time_budget_s - (time.perf_counter() - t_start) if config.time_budget else None
+    deadline = None
+    if budget is not None and config.retrain:
+        epochs = config.retrain_epochs or config.max_epochs
+        # A --retrain-epochs the user chose is what is kept; otherwise a share (search/deadline.py says why),
+        # up to the paper's images seen (spaces/budget.py).
+        deadline = RetrainDeadline(
+            time.monotonic() + budget, epochs * per_epoch, config.max_epochs,
+            budget_s=None if config.retrain_epochs else config.time_budget_s, share=config.retrain_share,
+            slots=trial_slots(resources, config.cpus_per_trial, gpus, config.max_concurrent),
+            trials_needed=min(config.num_samples, len(plan.recipes) + n_startup_trials(
+                config.num_samples, config.n_startup_trials)),
+            max_images=None if config.retrain_epochs else max(epochs * per_epoch, PAPER_IMAGES))
+    stop = StopSearch()
+    guard = DiskGuard(out, storage.local_folder(storage_path), stop)
+    asha = config.scheduler == "asha"
+    progress = progress_callbacks(study, config.num_samples, config.max_epochs, verbose=config.verbose >= 1,
+                                  grace_period=config.grace_period if asha else None,
+                                  reduction_factor=config.reduction_factor if asha else None,
+                                  deadline_s=budget, retrain=deadline)
+    tuner = make_tuner(config, storage_path, trainable, make_searcher(config, study, study_storage, plan.space, stop),
+                       make_scheduler(config, study), params=plan.params, time_budget_s=budget,
+                       stoppers=[stop, *([deadline] if deadline else [])],
+                       callbacks=[*progress, *([deadline] if deadline else []), guard])
     extra = {**extra, "budget_plan": plan.budget.to_dict() if plan.budget else None}
     # The earlier runs' wall time, kept should this run be killed too.
     write_started(out, config, started, data.describe(), {**extra, "wall_seconds": time.perf_counter() - t0})
-    with sigterm_as_sigint():
-        grid = tuner.fit()
-    wall = time.perf_counter() - t0
-    disk_full = disk.fired(out)  # the guard stopped Tune as Ctrl-C would: trials are left to resume
-
-    study = optuna.load_study(study_name=config.study_name, storage=study_url(out))
-    # Ended by --time-budget: Tune's cap on the search, or the deadline that keeps time for the retrain.
-    budget_hit = config.time_budget is not None and (time.perf_counter() - t_start >= config.time_budget_s or (
-        deadline is not None and deadline.fired))
-    unfinished = settle(study, budget_hit)
-    tune_ids = set(tune_statuses(study))
-    interrupted = bool(unfinished) or (len(tune_ids) < config.num_samples and not budget_hit)
-    if deadline is not None:
-        extra = {**extra, "time_split": deadline.describe()}
-    summary = write_results(config, out, study, base, weights_by_arch, data.describe(), started, wall,
-                            extra={**extra, "time_budget_hit": budget_hit, "interrupted": interrupted,
-                                   "warm_start": warm.describe() if warm else None})
-    print_summary(summary, out, storage_path)
-    if disk_full:
-        raise DiskFullError(disk_full)
-    if grid.errors:
-        print(f"note: {len(grid.errors)} trial(s) failed after retries; see {experiment_path}", file=sys.stderr)
-    if interrupted:
-        print(f"error: the search was interrupted with {len(tune_ids)} of {config.num_samples} trials started and "
-              f"{len(unfinished)} unfinished; continue it with the same command and --resume", file=sys.stderr)
-        return SearchResult.from_run(out)
+    with stop_on_signals(stop, out):
+        try:
+            tuner.fit()
+        except Exception:
+            if stop.reason is None:
+                raise
+            # Interrupted: Ray's own processes may have died with the driver's. The study holds the search.
+        wall = time.perf_counter() - t0
+        # Ended by --time-budget: Tune's cap on the search, or the deadline that keeps time for the retrain.
+        budget_hit = config.time_budget is not None and (time.perf_counter() - t_start >= config.time_budget_s or (
+            deadline is not None and deadline.fired))
+        if budget_hit:
+            prune_cut_by_budget(study, study_storage)
+        own = own_trials(study)
+        unfinished = [t for t in own if t.state == TrialState.RUNNING]
+        interrupted = not budget_hit and (bool(unfinished) or samples_taken(own) < config.num_samples)
+        if deadline is not None:
+            extra = {**extra, "time_split": deadline.describe()}
+        summary = write_results(config, out, study, base, weights_by_arch, data.describe(), started, wall,
+                                extra={**extra, "time_budget_hit": budget_hit, "interrupted": interrupted,
+                                       "warm_start": warm.describe() if warm else None})
+        print_summary(summary, out, storage_path)
+        if guard.message:
+            raise DiskFullError(guard.message)
+        errors = sum(t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON) == "error" for t in own)
+        if errors:
+            print(f"note: {errors} trial(s) failed after retries; their logs are in {storage_path}/{EXPERIMENT}",
+                  file=sys.stderr)
+        if interrupted:
+            finished = sum(t.state.is_finished() for t in own)
+            say_once(resume_line(out, stop.reason or "the Tune run ended early",
+                                 f" with {finished} of {config.num_samples} trials finished"))
+            return SearchResult.from_run(out)
     if budget_hit:
-        print(f"note: --time-budget {config.time_budget} reached after {len(tune_ids)} of {config.num_samples} "
+        print(f"note: --time-budget {config.time_budget} reached after {samples_taken(own)} of {config.num_samples} "
               "trials", file=sys.stderr)
 
     if config.retrain and summary["best_trial"] is not None:
@@ -356,27 +316,6 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
 
         print(f"  report: {build_report(out)}")
     return SearchResult.from_run(out)
-
-
-@contextlib.contextmanager
-def sigterm_as_sigint():
-    """SIGTERM (``ray job stop``, systemd, a batch scheduler) ends the search as Ctrl-C does.
-
-    Tune catches SIGINT to stop gracefully: trials keep their checkpoints and the experiment
-    state is written, so ``--resume`` continues them. Python's default SIGTERM ends the driver
-    at once instead.
-    """
-    def handler(signum, frame):
-        stop_like_ctrl_c()
-
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def preflight(config: SearchConfig, storage_path: str, gpus: float) -> dict:

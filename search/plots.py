@@ -1,7 +1,6 @@
 """The Optuna plots of a search: one HTML file per plot in ``plots/``, with plotly.js beside them (offline)."""
 
 import datetime
-import json
 import warnings
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import plotly.offline
 from optuna.trial import TrialState
 
 from .constants import METRIC
-from .trials import is_warm_start
+from .study import BUDGET, COMPLETE, FAILED, PRUNED, STARTED, WALL_SECONDS, is_warm_start, label
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -65,68 +64,39 @@ def _importances(study):
     return fig
 
 
-# How a trial ended, as the report and the timeline name it: PRUNED splits into ASHA's stops and
-# the trials that --time-budget cut short (user attr stopped_by=time_budget).
-OUTCOMES = {  # outcome -> timeline colour
-    "COMPLETE": "#1f77b4",
-    "PRUNED by ASHA": "#ff7f0e",
-    "cut by the time budget": "#9467bd",
-    "FAIL": "#d62728",
-    "RUNNING": "#7f7f7f",
-}
+RUNNING = "running"  # the state of a trial an interrupted search left for --resume
+OUTCOMES = {COMPLETE: "#1f77b4", PRUNED: "#ff7f0e", BUDGET: "#9467bd", FAILED: "#d62728",
+            RUNNING: "#7f7f7f"}  # how a trial ended -> its timeline colour
 
 
 def outcome(trial):
-    """The trial's state name, with PRUNED split into "PRUNED by ASHA" and "cut by the time budget"."""
-    if trial.state == TrialState.PRUNED:
-        return "cut by the time budget" if trial.user_attrs.get("stopped_by") == "time_budget" else "PRUNED by ASHA"
-    return trial.state.name
+    """How the trial ended, as the study says it (``search.study.label``), or "running"."""
+    return label(trial) or RUNNING
 
 
-def tune_intervals(tune_dir):
-    """{Tune trial id: (start, end)} of training, from each trial's ``result.json`` under ``tune_dir``.
-
-    A trial starts when its first epoch did (the first result's timestamp less that epoch's
-    time), not when Optuna proposed it: a queued trial waits for a free slot first.
-    """
-    intervals = {}
-    for path in sorted(Path(tune_dir).glob("*/result.json")) if tune_dir else []:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        try:
-            first, last = json.loads(lines[0]), json.loads(lines[-1])
-            start = first["timestamp"] - first.get("time_this_iter_s", 0.0)
-            intervals[first["trial_id"]] = (datetime.datetime.fromtimestamp(start),
-                                            datetime.datetime.fromtimestamp(last["timestamp"]))
-        except (IndexError, KeyError, TypeError, ValueError):
-            continue  # a trial that never reported, or a file cut off mid-line
-    return intervals
-
-
-def training_interval(trial, intervals=None, now=None):
+def training_interval(trial, now=None):
     """(start, end, how the start is known) of the trial's training.
 
-    Tune's result timestamps when ``intervals`` has the trial; else the end less the training
-    time the searcher recorded (``wall_seconds``, Tune's ``time_total_s``); else Optuna's own
-    start, which is when the trial was proposed (queued).
+    Its first epoch's start as the searcher recorded it; else the end less the training time
+    (``wall_seconds``); else Optuna's own start, which is when the trial was proposed (queued).
     """
-    ray_id = trial.user_attrs.get("ray_trial_id")
-    if intervals and ray_id in intervals:
-        return (*intervals[ray_id], "first result")
     end = trial.datetime_complete
-    seconds = trial.user_attrs.get("wall_seconds")
+    if STARTED in trial.user_attrs:
+        return (datetime.datetime.fromisoformat(trial.user_attrs[STARTED]), end or now or datetime.datetime.now(),
+                "first epoch")
+    seconds = trial.user_attrs.get(WALL_SECONDS)
     if end is not None and seconds is not None:
         return end - datetime.timedelta(seconds=float(seconds)), end, "training time"
     return trial.datetime_start, end or now or datetime.datetime.now(), "queued"
 
 
-def plot_timeline(study, tune_dir=None):
+def plot_timeline(study):
     """When each trial trained, one bar per trial, coloured by how it ended."""
-    intervals = tune_intervals(tune_dir)
     bars = {name: [] for name in OUTCOMES}
     for t in study.get_trials(deepcopy=False):
         if t.datetime_start is None:
             continue
-        start, end, known = training_interval(t, intervals)
+        start, end, known = training_interval(t)
         bars.setdefault(outcome(t), []).append((t, start, end, known))
     fig = go.Figure()
     for name, rows in bars.items():
@@ -184,11 +154,8 @@ def split_warm_start(study):
     return own, copy(f"{study.study_name} (warm start)", warm)
 
 
-def make_figures(study, tune_dir=None):
-    """One plotly figure per entry of PLOTS, or a string saying why it was skipped.
-
-    ``tune_dir``: the Ray experiment folder, whose result files date the timeline's bars.
-    """
+def make_figures(study):
+    """One plotly figure per entry of PLOTS, or a string saying why it was skipped."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study, warm = split_warm_start(study)
@@ -199,7 +166,7 @@ def make_figures(study, tune_dir=None):
         if reason is not None:
             figures[name] = reason
         else:
-            figures[name] = plot(study, tune_dir) if plot is plot_timeline else plot(study)
+            figures[name] = plot(study)
     if warm is not None and not isinstance(figures["optimization_history"], str):
         figures["optimization_history"] = vis.plot_optimization_history([study, warm], target_name=METRIC)
     return figures

@@ -13,13 +13,15 @@ import uuid
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from .storage import filesystem, scheme
+
 STORAGE_HOW_TO = ("use --storage-path s3://bucket/prefix (or another URI pyarrow handles) "
                   "or a filesystem path shared by every node")
 
 
 def storage_how_to(storage_path: str) -> str:
     """What to do about a storage path some node cannot use."""
-    if storage_path.startswith("s3://"):
+    if scheme(storage_path) == "s3":
         return ("give every node the same endpoint and credentials (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
                 f"AWS_SECRET_ACCESS_KEY), or {STORAGE_HOW_TO}")
     return STORAGE_HOW_TO
@@ -87,15 +89,6 @@ def _raise_first(problems: list[tuple[dict, str]], check: str, how_to: str) -> N
 # Storage
 
 
-def storage_filesystem(storage_path: str):
-    """``(pyarrow filesystem, path on it)`` for a URI or a plain path, resolved as Ray resolves it."""
-    import pyarrow.fs
-
-    if "://" not in storage_path:
-        storage_path = os.path.abspath(os.path.expanduser(storage_path))
-    return pyarrow.fs.FileSystem.from_uri(storage_path)
-
-
 def _write_text(fs, path: str, text: str) -> None:
     with fs.open_output_stream(path) as f:
         f.write(text.encode())
@@ -111,7 +104,7 @@ def _probe_path(storage_path: str, folder: str, token: str, name: str) -> str | 
     """On one node: read the driver's marker, write one back. None, or what went wrong."""
     try:
         # Resolved here, not on the driver: the node's own credentials and mounts are the test.
-        fs, _ = storage_filesystem(storage_path)
+        fs, _ = filesystem(storage_path)
         seen = _read_text(fs, f"{folder}/driver")
     except FileNotFoundError:
         return f"cannot read {storage_path}: the file this driver wrote there is missing on that node"
@@ -137,9 +130,9 @@ def check_reach(storage_path: str, *, timeout_s: float = 60.0) -> None:
     nodes = alive_nodes()
     if len(nodes) < 2 and not ray.util.client.ray.is_connected():
         return
-    if "://" not in storage_path:  # the nodes must look at the driver's path, not one relative to their cwd
+    if scheme(storage_path) is None:  # the nodes must look at the driver's path, not one relative to their cwd
         storage_path = os.path.abspath(os.path.expanduser(storage_path))
-    fs, root = storage_filesystem(storage_path)
+    fs, root = filesystem(storage_path)
     token = uuid.uuid4().hex
     folder = f"{root.rstrip('/')}/.preflight-{token}"
     try:

@@ -37,8 +37,8 @@ def init_ray(address: str | None, verbose: int) -> bool:
 
     # Tune's new console output ignores custom reporters; the classic table shows our columns.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Snapshot the experiment often: a driver killed with SIGKILL resumes from the last one.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+    # The driver handles SIGINT itself (search/signals.py), as it does SIGTERM: one path, one line.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     if ray.is_initialized():
         return False
     # "local": a plain ray.init() would join any cluster this machine started earlier.
@@ -48,10 +48,8 @@ def init_ray(address: str | None, verbose: int) -> bool:
         # say nothing a user acts on; the progress display and the summary say what matters.
         kwargs.update(logging_level=logging.ERROR)
         logging.getLogger("ray.tune").setLevel(logging.WARNING)
-        logging.getLogger("ray.tune.tune").addFilter(not_tunes_restore_advice)
         for name in ("ray.tune.execution.experiment_state", "ray.tune.execution.tune_controller"):
             logging.getLogger(name).addFilter(not_a_disk_full_traceback)
-        logging.getLogger("ray.tune.execution.tune_controller").addFilter(not_a_deleted_checkpoint)
         logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(not_a_trial_that_never_reported)
     if address is None:
         kwargs.update(include_dashboard=False)
@@ -61,20 +59,6 @@ def init_ray(address: str | None, verbose: int) -> bool:
         raise SearchError(f"--address {address}: cannot join the Ray cluster ({str(e).splitlines()[0]}); "
                           "start one with `ray start --head` or check the address") from None
     return True
-
-
-def not_tunes_restore_advice(record: logging.LogRecord) -> bool:
-    """Drops Tune's "interrupted ... Resume experiment with: Tuner.restore(...)": the driver's own line
-    says how to continue (the same command and ``--resume``), and ``Tuner.restore`` alone would lose the study."""
-    return not record.getMessage().startswith("Experiment has been interrupted")
-
-
-def not_a_deleted_checkpoint(record: logging.LogRecord) -> bool:
-    """Drops Tune's traceback for deleting a checkpoint that is already gone (it keeps ``num_to_keep`` and,
-    after a resume, may delete one a previous run deleted): nothing is lost, and nothing is to be done."""
-    error = record.exc_info[1] if record.exc_info else None
-    return not (isinstance(error, FileNotFoundError) and "/checkpoint_" in str(error)
-                and record.getMessage().startswith("Trial ") and "Error handling checkpoint" in record.getMessage())
 
 
 def not_a_trial_that_never_reported(record: logging.LogRecord) -> bool:

@@ -24,9 +24,10 @@ from optuna.trial import TrialState
 from model.checkpoint import write_text
 
 from .config import SearchConfig
-from .constants import BEST, EXPERIMENT, METRIC, SEARCH_JSON, STUDY_DB, study_url
+from .constants import BEST, BEST_CONFIG, BEST_METRICS, METRIC, SEARCH_JSON, STUDY_DB, study_url
 from .plots import PLOTLY_JS, make_figures, outcome, write_figures
-from .trials import best_complete_trial, is_warm_start, trials_table
+from .results import trials_table
+from .study import BUDGET, PRUNED, best_complete_trial, is_warm_start
 
 TOP_TRIALS = 10  # rows in the leaderboard
 RETRAIN_COMMAND = "python -m search.retrain {run_dir}"
@@ -66,18 +67,9 @@ def _saved_config(run_dir):
     return SearchConfig.from_run(run_dir) if (Path(run_dir) / SEARCH_JSON).is_file() else None
 
 
-def _tune_dir(run_dir, searched):
-    """The Ray experiment folder, when it is on this machine: ``--storage-path``/tune, else ``run_dir/tune``."""
-    storage = searched.storage_path if searched else None
-    if storage and "://" in storage:
-        return None  # on S3 or similar: the timeline falls back to the study's own times
-    return Path(storage or run_dir) / EXPERIMENT
-
-
 def write_plots(run_dir):
     """Write ``run_dir/plots/<name>.html`` for every plot; skipped plots map to a reason."""
-    tune_dir = _tune_dir(run_dir, _saved_config(run_dir))
-    return write_figures(make_figures(load_study(run_dir), tune_dir), Path(run_dir) / "plots")
+    return write_figures(make_figures(load_study(run_dir)), Path(run_dir) / "plots")
 
 
 def leaderboard(study, top=TOP_TRIALS):
@@ -162,7 +154,7 @@ def _budget_note(search, searched, trials):
         return None
     budget = searched.time_budget
     own = [t for t in trials if not is_warm_start(t)]
-    cut = sum(outcome(t) == "cut by the time budget" for t in own)
+    cut = sum(outcome(t) == BUDGET for t in own)
     never = max(searched.num_samples - len(own), 0)
     when = _format_time(search.get("finished"))
     return (f"The time budget (--time-budget {budget}) ended this search{f' at {when}' if when else ''}: "
@@ -210,11 +202,11 @@ def _summary(run_dir, study, search, searched, best_json, metrics):
         rows.append(("max epochs per trial", searched.max_epochs))
     rows += [
         ("completed", counts["COMPLETE"]),
-        ("pruned by ASHA", outcomes.count("PRUNED by ASHA")),
+        (PRUNED, outcomes.count(PRUNED)),
     ]
     budget = searched.time_budget if searched else None
-    if budget or "cut by the time budget" in outcomes:
-        rows.append(("cut by the time budget", outcomes.count("cut by the time budget")))
+    if budget or BUDGET in outcomes:
+        rows.append((BUDGET, outcomes.count(BUDGET)))
     rows += [
         ("failed", counts["FAIL"]),
         ("running (interrupted)", counts["RUNNING"]),
@@ -287,10 +279,10 @@ def build_report(run_dir):
     study = load_study(run_dir)
     search = _read_json(run_dir / SEARCH_JSON)
     searched = _saved_config(run_dir)
-    figures = make_figures(study, _tune_dir(run_dir, searched))
+    figures = make_figures(study)
     write_figures(figures, run_dir / "plots")
-    best_json = _read_json(run_dir / BEST / "config.json")
-    metrics = _read_json(run_dir / BEST / "metrics.json")
+    best_json = _read_json(run_dir / BEST / BEST_CONFIG)
+    metrics = _read_json(run_dir / BEST / BEST_METRICS)
     counts = _counts(study.get_trials(deepcopy=False))
 
     name = html.escape(study.study_name)

@@ -14,8 +14,9 @@ from model.checkpoint import versions, write_json, write_text
 from model.config import RunConfig
 
 from .config import SearchConfig, trial_config
-from .constants import BEST, EXPERIMENT, SEARCH_JSON, STUDY_DB, TRIALS_CSV, WARM_START, study_url
-from .trials import best_complete_trial, trials_table
+from .constants import BEST, BEST_CONFIG, BEST_METRICS, EXPERIMENT, METRIC, SEARCH_JSON, STUDY_DB, TRIALS_CSV, study_url
+from .study import (EPOCHS, FAIL_REASON, NODE, NODE_IP, RAY_TRIAL_ID, WALL_SECONDS, WARM_START,
+                    best_complete_trial, curve, is_warm_start)
 
 
 @dataclass
@@ -35,12 +36,48 @@ class SearchResult:
     def from_run(cls, run_dir: str | Path) -> SearchResult:
         out = Path(run_dir).resolve()
         summary = _read_json(out / SEARCH_JSON) or {}
-        best = _read_json(out / BEST / "config.json") or {}
-        metrics = _read_json(out / BEST / "metrics.json") or {}
+        best = _read_json(out / BEST / BEST_CONFIG) or {}
+        metrics = _read_json(out / BEST / BEST_METRICS) or {}
         trials = pd.read_csv(out / TRIALS_CSV) if (out / TRIALS_CSV).is_file() else pd.DataFrame()
         return cls(out=out, config=SearchConfig.from_run(out), best_trial=best.get("trial"),
                    best_val_acc=best.get("val_acc"), best_config=best.get("config"), trials=trials,
                    test_acc=metrics.get("test_acc"), interrupted=bool(summary.get("interrupted")))
+
+
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial of the study: number, origin, state, params, epochs, best/last val_acc, Optuna's value,
+    wall time, node, Tune trial id and why it failed.
+
+    ``origin`` is ``search`` for this search's trials and ``warm_start`` for those copied from an
+    earlier search (which no Tune trial ran here).
+    """
+    rows = []
+    names: list[str] = []
+    for t in study.get_trials(deepcopy=False):
+        values = curve(t)
+        names += [n for n in t.params if n not in names]
+        rows.append({
+            "number": t.number,
+            "origin": WARM_START if is_warm_start(t) else "search",
+            "state": t.state.name,
+            **{f"params_{k}": v for k, v in t.params.items()},
+            "epochs": t.user_attrs.get(EPOCHS, len(values)),
+            f"best_{METRIC}": max(values) if values else None,
+            f"last_{METRIC}": values[-1] if values else None,
+            METRIC: t.value,  # Optuna's: a COMPLETE trial's last epoch, a PRUNED one's last before it stopped
+            "wall_seconds": t.user_attrs.get(WALL_SECONDS),
+            "node": t.user_attrs.get(NODE),
+            "node_ip": t.user_attrs.get(NODE_IP),
+            "ray_trial_id": t.user_attrs.get(RAY_TRIAL_ID),
+            "fail_reason": t.user_attrs.get(FAIL_REASON),
+        })
+    columns = ["number", "origin", "state", *[f"params_{n}" for n in names], "epochs", f"best_{METRIC}",
+               f"last_{METRIC}", METRIC, "wall_seconds", "node", "node_ip", "ray_trial_id", "fail_reason"]
+    table = pd.DataFrame(rows, columns=columns)
+    for n in names:
+        # As the space gave them: an int asked by some trials only must not turn into a float.
+        table[f"params_{n}"] = pd.Series([row.get(f"params_{n}") for row in rows], dtype=object)
+    return table
 
 
 def _read_json(path: Path) -> dict | None:
@@ -58,8 +95,7 @@ def write_results(config: SearchConfig, out: Path, study: optuna.Study, base: Ru
                   extra: dict | None = None) -> dict:
     """``trials.csv``, the summary in ``search.json`` and the best trial's ``best/config.json``; returns the summary.
 
-    Every trial of the study is a row, orphans too (FAIL, fail_reason ``orphaned``), so that the
-    table, this summary and the report count the same trials.
+    All three are read from the study, as the report is, so that they count the same trials.
     """
     table = trials_table(study)
     write_text(out / TRIALS_CSV, table.to_csv(index=False))
@@ -87,9 +123,9 @@ def write_results(config: SearchConfig, out: Path, study: optuna.Study, base: Ru
     }
     write_json(out / SEARCH_JSON, summary)
     if best is not None:
-        write_json(out / BEST / "config.json", {
+        write_json(out / BEST / BEST_CONFIG, {
             "trial": best.number,
-            "ray_trial_id": best.user_attrs.get("ray_trial_id"),
+            RAY_TRIAL_ID: best.user_attrs.get(RAY_TRIAL_ID),
             "val_acc": best.value,
             "params": best.params,
             "config": trial_config(base, best.params, weights_by_arch).to_dict(),
@@ -107,6 +143,6 @@ def print_summary(summary: dict, out: Path, storage_path: str) -> None:
         f"({summary['trial_epochs']} trial-epochs); {best}\n"
         f"  study:  {out / STUDY_DB}  (optuna-dashboard {study_url(out)})\n"
         f"  trials: {out / TRIALS_CSV}\n"
-        f"  best:   {out / BEST / 'config.json'}\n"
+        f"  best:   {out / BEST / BEST_CONFIG}\n"
         f"  ray:    {storage_path.rstrip('/')}/{EXPERIMENT}"
     )

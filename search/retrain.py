@@ -31,20 +31,20 @@ from model.sources import CIFAR10_CLASSES, DataError
 from model.train import evaluate_test, fit
 
 from .config import SearchConfig
-from .constants import BEST
+from .constants import BEST, BEST_CONFIG, BEST_HISTORY, BEST_METRICS, BEST_MODEL
 from .errors import SearchError
 from .ray_start import trial_device
 
 
 def load_best_model(out: str | Path) -> ResNet:
     """The retrained best model of the search in ``out`` (``best/model.pt``), on the CPU, in eval mode."""
-    metrics = json.loads((Path(out) / BEST / "metrics.json").read_text())
+    metrics = json.loads((Path(out) / BEST / BEST_METRICS).read_text())
     cfg = metrics["config"]
     # As many classes as the data it trained on (an image-folder tree may have any number).
     classes = (metrics.get("data") or {}).get("classes", CIFAR10_CLASSES)
     # Pretrained architectures were built with the ImageNet stem their weights need.
     model = build_model(cfg["arch"], num_classes=len(classes), stem="imagenet" if cfg.get("weights") else None)
-    model.load_state_dict(torch.load(Path(out) / BEST / "model.pt", map_location="cpu", weights_only=True))
+    model.load_state_dict(torch.load(Path(out) / BEST / BEST_MODEL, map_location="cpu", weights_only=True))
     return model.eval()
 
 
@@ -95,9 +95,9 @@ def retrain(best: dict, data: CIFAR10Data, out: Path, epochs: int | None = None,
         "data": data.describe(),
     }
     best_dir = out / BEST
-    save_model(result.model, best_dir / "model.pt")
-    write_json(best_dir / "history.json", result.history)
-    write_json(best_dir / "metrics.json", metrics)
+    save_model(result.model, best_dir / BEST_MODEL)
+    write_json(best_dir / BEST_HISTORY, result.history)
+    write_json(best_dir / BEST_METRICS, metrics)
     return metrics
 
 
@@ -106,7 +106,7 @@ def retrain_run(out: str | Path, epochs: int | None = None, data: CIFAR10Data | 
                 pretrained: dict | None = None) -> dict:
     """Retrain the best config of the search in ``out``, as a Ray task when ``use_ray``."""
     out = Path(out).resolve()
-    best_path = out / BEST / "config.json"
+    best_path = out / BEST / BEST_CONFIG
     if not best_path.exists():
         raise FileNotFoundError(f"{best_path} not found: the search in {out} has no trial that ran all epochs yet")
     best = json.loads(best_path.read_text())
@@ -128,7 +128,7 @@ def retrain_run(out: str | Path, epochs: int | None = None, data: CIFAR10Data | 
         metrics = retrain(best, data, out, epochs, device=device, threads=int(cpus or 0), compile=compile,
                           pretrained=pretrained)
     print(f"retrained: test_acc {metrics['test_acc']:.4f} (search val_acc {metrics['search_val_acc']:.4f}); "
-          f"wrote {out / BEST}/model.pt, metrics.json, history.json")
+          f"wrote {out / BEST}/{BEST_MODEL}, {BEST_METRICS}, {BEST_HISTORY}")
     return metrics
 
 

@@ -16,7 +16,8 @@ import optuna
 from optuna.trial import TrialState
 
 from .config import SearchConfig
-from .constants import SEARCH_JSON, STUDY_DB, WARM_START, study_url
+from .constants import SEARCH_JSON, STUDY_DB, study_url
+from .study import EPOCHS, ORIGIN, WARM_START
 from .errors import SearchError
 
 
@@ -58,8 +59,8 @@ def load_warm_trials(config: SearchConfig, run_dir: Path, data_info: dict) -> Wa
             params=t.params,
             distributions=t.distributions,
             intermediate_values=t.intermediate_values,
-            user_attrs={"origin": WARM_START, "source": str(run_dir), "source_number": t.number,
-                        "epochs": t.user_attrs.get("epochs", len(t.intermediate_values))},
+            user_attrs={ORIGIN: WARM_START, "source": str(run_dir), "source_number": t.number,
+                        EPOCHS: t.user_attrs.get(EPOCHS, len(t.intermediate_values))},
         ))
     if not warm.trials:
         raise SearchError(f"--warm-start {run_dir}: that search has no finished trial to learn from")

@@ -1,9 +1,9 @@
 """A small run folder made by the search's own code, without Ray: what the report tests read.
 
-The study is filled by the real ``PruneAwareOptunaSearch`` (``search.tuner.make_searcher``) over the
+The study is filled by the real ``StudySearcher`` (``search.tune.tuner.make_searcher``) over the
 smoke space, each trial driven through Tune's interface in Tune's order (``suggest``, a result per
-epoch, then ``on_trial_complete`` with the last one); ``search.states`` settles what Tune left
-running, and ``search.results`` writes ``search.json``, ``trials.csv`` and ``best/config.json``;
+epoch, then ``on_trial_complete`` with the last one); ``search.results`` writes ``search.json``,
+``trials.csv`` and ``best/config.json`` from the study;
 ``search.retrain`` retrains the best config on a tiny image-folder tree. Only the learning curves
 are made up (from each trial's lr and augmentation), so that the test chooses how each trial ends.
 """
@@ -16,18 +16,18 @@ import math
 import random
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
-import optuna
 
 import spaces
 from model.data import synthetic_cifar10
 from search.config import SearchConfig
-from search.constants import BEST, study_url
+from search.constants import BEST
 from search.results import write_results, write_started
 from search.retrain import retrain
-from search.states import TrialStatuses, settle
-from search.tuner import create_study, make_searcher
+from search.sampler import make_sampler, n_startup_trials
+from search.study import create_study, enqueue_recipes, open_storage
+from search.tune.searcher import trial_params
+from search.tune.tuner import make_searcher
 from spaces.asks import inspect_space
 from spaces.recipe import fit_recipe
 from tests._data_utils import write_image_folders
@@ -51,19 +51,19 @@ def _curve(params: dict, epochs: int, rng: random.Random) -> list[float]:
 
 def make_run(run_dir: Path, data_dir: Path, *, n_complete: int = 6, n_pruned: int = 5, n_failed: int = 1,
              running: int = 0, max_epochs: int = 4, seed: int = 0, retrained: bool = False,
-             orphans: int = 0) -> Path:
+             unstarted: int = 0) -> Path:
     """A search of ``n_complete + n_pruned + n_failed + running`` trials in ``run_dir``.
 
     ``running > 0``: the driver died with that many trials running, after search.json's start
     and before the results were written, as a SIGKILL leaves it. ``retrained``: the best config
     is also retrained (1 epoch), which writes ``best/metrics.json`` and ``best/model.pt``.
-    ``orphans``: trials asked of Optuna by a driver that died before Tune recorded them.
+    ``unstarted``: trials handed to Tune by a driver that died before they trained (RUNNING, no epochs).
     """
     rng = random.Random(seed)
     ends = [COMPLETE] * n_complete + [PRUNED] * n_pruned + [FAIL] * n_failed
     rng.shuffle(ends)
     ends += [RUNNING] * running
-    config = SearchConfig(space="smoke", data=str(data_dir), val_size=100, num_samples=len(ends),
+    config = SearchConfig(space="smoke", data=str(data_dir), val_size=100, num_samples=len(ends) + unstarted,
                           max_epochs=max_epochs, grace_period=1, reduction_factor=2, cpus_per_trial=1, seed=seed,
                           out=str(run_dir))
     out = config.out_dir()
@@ -73,18 +73,20 @@ def make_run(run_dir: Path, data_dir: Path, *, n_complete: int = 6, n_pruned: in
     data = config.search_data()
     space = spaces.get_space(config.space)
     recipe = fit_recipe(spaces.get_recipe(config.space), inspect_space(space), {})
-    create_study(out, config.study_name)
-    searcher = make_searcher(config, out, space, [recipe])
+    storage = open_storage(out)
+    study = create_study(storage, config.study_name,
+                         make_sampler(config.sampler, seed, n_startup_trials(config.num_samples)))
+    enqueue_recipes(study, [recipe], config.num_samples)
+    searcher = make_searcher(config, study, storage, space)
     write_started(out, config, started, data.describe(), {})
     rungs = [r for r in (1, 2, 4, 8) if r < max_epochs]  # ASHA's, with grace period 1 and reduction factor 2
-    statuses = []
     for number, end in enumerate(ends):
         tune_id = f"{seed:04x}_{number:05d}"
-        params = searcher.suggest(tune_id)
+        params = trial_params(searcher.suggest(tune_id))
         epochs = {COMPLETE: max_epochs, PRUNED: rng.choice(rungs), FAIL: 2, RUNNING: max(1, max_epochs // 2)}[end]
         curve = _curve(params, epochs, rng)
         node = NODES[number % len(NODES)]
-        results = [{"training_iteration": e, "val_acc": v, "time_total_s": 25.0 * e, "diverged": False,
+        results = [{"epoch": e, "val_acc": v, "time_this_iter_s": 25.0, "diverged": False,
                     "node": node, "node_ip": node} for e, v in enumerate(curve, start=1)]
         if end == FAIL:  # at chance in its first epoch, then the loss went to nan
             results[0]["val_acc"] = 0.1
@@ -94,13 +96,9 @@ def make_run(run_dir: Path, data_dir: Path, *, n_complete: int = 6, n_pruned: in
             searcher.on_trial_result(tune_id, result)
         if end != RUNNING:
             searcher.on_trial_complete(tune_id, result=results[-1])
-        statuses.append(SimpleNamespace(trial_id=tune_id, status="RUNNING" if end == RUNNING else "TERMINATED"))
-    for k in range(orphans):
-        searcher.suggest(f"{seed:04x}_orphan{k}")
-    TrialStatuses(study_url(out), config.study_name).on_experiment_end(trials=statuses)
-    study = optuna.load_study(study_name=config.study_name, storage=study_url(out))
-    unfinished = settle(study, budget_hit=False)
-    if unfinished:
+    for k in range(unstarted):
+        searcher.suggest(f"{seed:04x}_unstarted{k}")
+    if running or unstarted:
         return out
     summary = write_results(config, out, study, config.base_run_config("cpu"), {},
                             data.describe(), started, time.perf_counter() - t0,

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from ray.cluster_utils import Cluster
 
-from tests.test_search import ROOT, SEARCH, load_study, run_search
+from tests._searches import ROOT, SEARCH, load_study, run_search
 
 NODE = dict(num_cpus=1, object_store_memory=150 * 1024**2)
 

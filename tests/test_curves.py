@@ -10,6 +10,7 @@ import pytest
 from benchmarks.curves import protocol, stats
 from benchmarks.curves.simulate import NearestCurve, simulate
 from benchmarks.curves.table import RECORD_COLUMNS, Curve, read_table
+from search.tune.searcher import trial_params
 
 # --- statistics on hand-made numbers ------------------------------------------------------
 
@@ -145,11 +146,10 @@ def space(trial):
 
 
 def _search(tmp_path, name, seed=0):
-    (tmp_path / name).mkdir()
     arm = protocol.Arm("t", grace_period=1, reduction_factor=2, startup="3")
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / name}.db")
     searcher, scheduler = protocol.build_search(arm, space, [{"lr": 0.08, "batch_size": 32}], seed, 8, 4,
-                                                tmp_path / name, storage=storage)
+                                                storage=storage)
     return searcher, scheduler, storage
 
 
@@ -195,9 +195,9 @@ def test_simulator_makes_the_same_decisions_as_ray_tune(tmp_path):
     lookup = NearestCurve(curves, DISTS)
 
     def trainable(config):
-        curve, _, _ = lookup.lookup(config)
-        for acc in curve.val_acc:
-            tune.report({"val_acc": acc})
+        curve, _, _ = lookup.lookup(trial_params(config))
+        for epoch, acc in enumerate(curve.val_acc, 1):
+            tune.report({"epoch": epoch, "val_acc": acc})
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:

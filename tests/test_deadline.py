@@ -9,17 +9,17 @@ import sys
 import pytest
 
 from search.deadline import REPORT_MARGIN_S, RetrainDeadline, retrain_share
-from tests.test_search import ROOT, SEARCH, load_study
+from tests._searches import ROOT, SEARCH, load_study
 
 
 def test_the_deadline_fires_when_only_the_retrain_fits():
     now = [0.0]
     stop = RetrainDeadline(deadline=100.0, retrain_images=6000, max_t=2, clock=lambda: now[0])
     assert not stop.stop_all()  # nothing measured yet: Tune's own time budget decides
-    stop("t1", {"images_per_second": 100.0, "training_iteration": 1})
-    stop("t1", {"images_per_second": 300.0, "training_iteration": 2})
-    stop("t2", {"images_per_second": 200.0, "training_iteration": 1})
-    stop.on_trial_complete(0, [], Done({"training_iteration": 2}))
+    stop("t1", {"images_per_second": 100.0, "epoch": 1})
+    stop("t1", {"images_per_second": 300.0, "epoch": 2})
+    stop("t2", {"images_per_second": 200.0, "epoch": 1})
+    stop.on_trial_complete(0, [], Done({"epoch": 2}))
     assert stop.retrain_seconds() == 6000 / 200.0 + REPORT_MARGIN_S  # the median speed
     now[0] = 49.0
     assert not stop.stop_all()  # 49 + 50 < 100
@@ -34,8 +34,8 @@ def test_the_retrain_share_is_kept_and_filled_with_epochs():
     now = [0.0]
     stop = RetrainDeadline(deadline=1000.0, retrain_images=12 * 3000, max_t=12, clock=lambda: now[0],
                            budget_s=1000.0, share=0.5)
-    stop("t1", {"images_per_second": 300.0, "training_iteration": 12, "time_this_iter_s": 8.0})
-    stop.on_trial_complete(0, [], Done({"training_iteration": 12}))
+    stop("t1", {"images_per_second": 300.0, "epoch": 12, "time_this_iter_s": 8.0})
+    stop.on_trial_complete(0, [], Done({"epoch": 12}))
     assert stop.seconds_for(12 * 3000) == 120.0 + REPORT_MARGIN_S
     assert stop.retrain_seconds() == 500.0 + REPORT_MARGIN_S
     now[0] = 479.0
@@ -67,7 +67,7 @@ def test_the_default_share_grows_when_the_budget_affords_too_few_trials_to_searc
     assert stop.share_kept() is None and stop.retrain_seconds() is None  # nothing timed yet
     for seconds in (9.0, 100.0 / 12, 8.0):  # the first epoch also started the trial
         stop("t1", {"images_per_second": 300.0, "time_this_iter_s": seconds})
-    stop.on_trial_complete(0, [], Done({"training_iteration": 12}))
+    stop.on_trial_complete(0, [], Done({"epoch": 12}))
     assert stop.share_kept() == 0.75 and stop.retrain_seconds() == 750.0 + REPORT_MARGIN_S
     assert stop.epochs_that_fit(900.0, 3000, at_least=12) == 75
     now[0] = 229.0
@@ -107,13 +107,13 @@ class Done:
 
 def test_the_deadline_waits_for_a_config_to_retrain():
     stop = RetrainDeadline(deadline=10.0, retrain_images=6000, max_t=3, clock=lambda: 100.0)
-    stop("t1", {"images_per_second": 100.0, "training_iteration": 3})
+    stop("t1", {"images_per_second": 100.0, "epoch": 3})
     assert not stop.stop_all()  # past the deadline, and a result at max_t, but not yet recorded as complete
-    stop.on_trial_complete(0, [], Done({"training_iteration": 2}))
+    stop.on_trial_complete(0, [], Done({"epoch": 2}))
     assert not stop.stop_all()  # an ASHA-stopped trial is no best config
-    stop.on_trial_complete(0, [], Done({"training_iteration": 3, "diverged": True}))
+    stop.on_trial_complete(0, [], Done({"epoch": 3, "diverged": True}))
     assert not stop.stop_all()  # nor is a diverged one
-    stop.on_trial_complete(0, [], Done({"training_iteration": 3}))
+    stop.on_trial_complete(0, [], Done({"epoch": 3}))
     assert stop.stop_all()
 
 
@@ -160,7 +160,7 @@ def test_resume_of_a_complete_search_is_refused_and_changes_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_the_budget_exits_2_and_leaves_search_json(image_folder, tmp_path):
-    from tests.test_search import run_search
+    from tests._searches import run_search
 
     out = tmp_path / "done"
     flags = [*SEARCH, "--data", str(image_folder), "--out", str(out), "--num-samples", "2", "--max-epochs", "1",

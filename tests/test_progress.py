@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from search.progress import (SearchProgress, asha_rungs, expected_epochs_left, format_duration,
-                             progress_callbacks)
+from search.progress import SearchProgress, expected_epochs_left, format_duration, progress_callbacks
+from search.study import COMPLETE, PRUNED
+from search.tune.scheduler import asha_rungs
 
 
 class Clock:
@@ -29,7 +30,7 @@ def trial(tid, status="RUNNING", **last_result):
 
 
 def result(epoch, acc, seconds=10.0, **extra):
-    return {"training_iteration": epoch, "val_acc": acc, "time_this_iter_s": seconds, **extra}
+    return {"epoch": epoch, "val_acc": acc, "time_this_iter_s": seconds, **extra}
 
 
 def make(stream=None, clock=None, **kwargs):
@@ -144,15 +145,19 @@ def test_one_plain_line_per_finished_trial_and_a_summary():
     p.on_experiment_end([a, b, c])
 
     lines = out.getvalue().splitlines()
+    # No best before a trial ran every epoch: a pruned trial's accuracy is no result of its config.
+    # Each line ends with where the running trials are inside their epochs (10 s each, estimated).
     assert lines == [
         "[   25s] trial a_00001 pruned by ASHA at epoch 2/4 | 1/4 trials done, 2 running | 25s elapsed, "
-        "ETA ~27s (est.) | best val_acc 0.2500 (a_00001) | 0 complete, 1 pruned, 0 failed | 2 trial-epochs",
+        "ETA ~27s (est.) | 0 complete, 1 pruned, 0 failed | 2 trial-epochs | trial a_00000 epoch 1/4 ~99%, "
+        "trial a_00002 epoch 1/4 ~99%",
         "[ 1m05s] trial a_00000 complete at epoch 4/4 | 2/4 trials done, 1 running | 1m05s elapsed, "
-        "ETA ~27s (est.) | best val_acc 0.7000 (a_00000) | 1 complete, 1 pruned, 0 failed | 6 trial-epochs",
+        "ETA ~27s (est.) | best val_acc 0.7000 (trial a_00000) | 1 complete, 1 pruned, 0 failed | 6 trial-epochs "
+        "| trial a_00002 epoch 1/4 ~99%",
         "[ 1m10s] trial a_00002 failed at epoch 1/4 | 3/4 trials done, 0 running | 1m10s elapsed, "
-        "ETA ~27s (est.) | best val_acc 0.7000 (a_00000) | 1 complete, 1 pruned, 1 failed | 7 trial-epochs",
+        "ETA ~27s (est.) | best val_acc 0.7000 (trial a_00000) | 1 complete, 1 pruned, 1 failed | 7 trial-epochs",
         "search ended after 1m10s: 3/4 trials (1 complete, 1 pruned by ASHA, 1 failed), 7 trial-epochs; "
-        "best val_acc 0.7000 (a_00000)",
+        "best val_acc 0.7000 (trial a_00000)",
     ]
     # Each ETA is 8/3 epochs of work per slot at 10 s an epoch: (2 running + 1 not started) at
     # epoch 0 on 3 slots, then 2 trials on 2 slots, then the last one alone.
@@ -187,7 +192,7 @@ def test_diverged_is_failed_and_the_budget_cut_is_named():
     assert "trial e cut by the time budget at epoch 1/4" in lines[1]
     assert "0 complete, 0 pruned, 1 failed, 1 cut by budget" in lines[1]
     assert lines[2] == ("search ended after 1m00s: 2/4 trials (0 complete, 0 pruned by ASHA, "
-                        "1 cut by the time budget, 1 failed), 2 trial-epochs; best val_acc 0.4000 (e)")
+                        "1 cut by the time budget, 1 failed), 2 trial-epochs")  # a cut trial is no best
 
 
 # ---------------------------------------------------------------------------------------
@@ -213,11 +218,11 @@ def test_terminal_gets_one_redrawn_bar_not_lines(monkeypatch):
     p.on_experiment_end([a, b])
     text = out.getvalue()
     last_bar, summary = text.rsplit("\r", 1)[1].splitlines()
-    assert last_bar.endswith("| 1/4 trials done, 1 running | 2s elapsed, ETA ~40s (est.) | best val_acc 0.6600 (a) "
-                             "| 1 complete, 0 pruned, 0 failed | 4 trial-epochs")
+    assert last_bar.endswith("| 1/4 trials done, 1 running | 2s elapsed, ETA ~40s (est.) | best val_acc 0.6600 "
+                             "(trial a) | 1 complete, 0 pruned, 0 failed | 4 trial-epochs | trial b epoch 1/4 ~20%")
     assert last_bar.startswith("##") and summary == ("search ended after 2s: 1/4 trials (1 complete, "
                                                      "0 pruned by ASHA, 0 failed, 1 unfinished), 4 trial-epochs; "
-                                                     "best val_acc 0.6600 (a)")
+                                                     "best val_acc 0.6600 (trial a)")
     assert "trial a complete" not in text  # no per-trial line on a terminal
     assert text.count("\n") == 2  # the bar's last state, then the summary
 
@@ -227,8 +232,8 @@ def test_terminal_gets_one_redrawn_bar_not_lines(monkeypatch):
 
 
 def test_progress_callbacks_entry_point():
-    assert progress_callbacks(8, 4, verbose=True) == []
-    (p,) = progress_callbacks(8, 30, verbose=False, stream=sys.stdout, grace_period=1, reduction_factor=3)
+    assert progress_callbacks(None, 8, 4, verbose=True) == []
+    (p,) = progress_callbacks(None, 8, 30, verbose=False, stream=sys.stdout, grace_period=1, reduction_factor=3)
     assert isinstance(p, SearchProgress) and p.num_samples == 8 and p.rungs == [1, 3, 9, 27]
     # Tune pickles callbacks with the experiment; the stream comes back as stdout.
     restored = pickle.loads(pickle.dumps(p))
@@ -244,7 +249,7 @@ def test_a_real_tune_run_drives_it(tmp_path):
 
     def trainable(config):
         for epoch in range(1, 5):
-            tune.report({"val_acc": config["q"] * epoch / 4})
+            tune.report({"epoch": epoch, "val_acc": config["q"] * epoch / 4})
 
     out = io.StringIO()
     progress = SearchProgress(4, 4, stream=out, grace_period=1, reduction_factor=2)
@@ -264,8 +269,8 @@ def test_a_real_tune_run_drives_it(tmp_path):
     assert len(lines) == 5 and lines[-1].startswith("search ended after")
     assert progress.epochs == epochs and f"{sum(epochs.values())} trial-epochs" in lines[-1]
     counts = progress.counts()
-    assert counts["complete"] == sum(e == 4 for e in epochs.values()) >= 1
-    assert counts["pruned"] == sum(e < 4 for e in epochs.values())
+    assert counts[COMPLETE] == sum(e == 4 for e in epochs.values()) >= 1
+    assert counts[PRUNED] == sum(e < 4 for e in epochs.values())
     best = next(r.metrics["trial_id"] for r in grid if r.config["q"] == 0.9)
     assert progress.best == (pytest.approx(0.9), best)
 
@@ -280,3 +285,54 @@ def test_a_narrow_terminal_keeps_the_counts_and_the_eta(monkeypatch):
     p._draw(force=True)
     bar = out.getvalue().rsplit("\r", 1)[1]
     assert len(bar) == 80 and "0/4 trials done, 1 running | 0s elapsed, ETA ~" in bar
+
+
+def test_inside_the_first_epoch_the_plans_speed_moves_the_estimate_on_a_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    clock, out = Clock(), Terminal()
+    # The plan measured 100 images/s, and an epoch is 4,000 images: 40 s, before any epoch was timed.
+    p = make(stream=out, clock=clock, images_per_epoch=4000, images_per_second=100.0)
+    p.on_trial_start(0, [], trial("a"))
+    seen = []
+    for _ in range(3):  # the first epoch has not ended: only the plan's speed says where it is
+        clock.now += 10
+        p.on_step_end(0, [])
+        seen.append(out.getvalue().rsplit("\r", 1)[1].split("| ")[-1].strip())
+    assert seen == ["trial a epoch 1/4 ~25%", "trial a epoch 1/4 ~50%", "trial a epoch 1/4 ~75%"]
+
+
+def test_a_log_gets_a_status_line_when_nothing_was_said_for_a_minute():
+    clock, out = Clock(), io.StringIO()
+    p = make(stream=out, clock=clock)
+    p.on_trial_start(0, [], trial("a"))
+    clock.now += 59
+    p.on_step_end(0, [])
+    assert out.getvalue() == ""
+    clock.now += 1
+    p.on_step_end(0, [])
+    p.on_step_end(0, [])
+    (line,) = out.getvalue().splitlines()
+    assert line.startswith("[ 1m00s] 0/4 trials done, 1 running | 1m00s elapsed, ETA after the first epoch")
+    clock.now += 60
+    p.on_step_end(0, [])
+    assert len(out.getvalue().splitlines()) == 2
+
+
+def test_a_resumed_search_counts_what_its_study_finished(tmp_path):
+    from search.study import create_study, open_storage
+    from search.tune.searcher import StudySearcher
+
+    storage = open_storage(tmp_path)
+    study = create_study(storage, "smoke")
+    searcher = StudySearcher(study, storage, lambda t: t.suggest_float("lr", 0.01, 0.1), num_samples=4, max_t=4)
+    for tid, (epochs, acc) in zip("abc", [(4, 0.6), (2, 0.3), (1, 0.2)]):
+        searcher.suggest(tid)
+        for epoch in range(1, epochs + 1):
+            searcher.on_trial_result(tid, result(epoch, acc))
+        if tid != "c":
+            searcher.on_trial_complete(tid, result(epochs, acc))
+    out = io.StringIO()
+    p = SearchProgress(4, 4, study=study, stream=out, clock=Clock(), grace_period=2, reduction_factor=3)
+    assert p.counts() == {COMPLETE: 1, PRUNED: 1, "cut by the time budget": 0, "failed": 0}
+    assert p.best == (0.6, 0) and p.epochs == {0: 4, 1: 2}
+    assert "2/4 trials done" in p.status_text() and "best val_acc 0.6000 (trial 0)" in p.status_text()

@@ -1,6 +1,5 @@
 """Tests for search.report: plots, report.html, the CLI, and a render in headless Chromium."""
 
-import base64
 import datetime
 import html
 import json
@@ -18,6 +17,7 @@ from optuna.trial import TrialState
 
 from search import report
 from search.config import SearchConfig
+from tests._figures import _array, _figures, _only_figure
 from tests._tiny_run import make_run, tiny_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,30 +42,6 @@ def full_run(tmp_path_factory):
 
 def _study(run_dir):
     return optuna.load_study(study_name=None, storage=f"sqlite:///{run_dir / 'study.db'}")
-
-
-def _array(value):
-    """A trace's x or y as a list, whether plotly wrote it plain or base64-packed."""
-    if isinstance(value, dict) and "bdata" in value:
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
-    return list(value)
-
-
-def _figures(page):
-    """Every figure a page draws with Plotly.newPlot, as {div id: {"data", "layout"}}."""
-    decoder = json.JSONDecoder()
-    figures = {}
-    for m in re.finditer(r'Plotly\.newPlot\(\s*"([^"]+)",\s*', page):
-        data, end = decoder.raw_decode(page, m.end())
-        end += re.match(r"\s*,\s*", page[end:]).end()
-        layout, _ = decoder.raw_decode(page, end)
-        figures[m.group(1)] = {"data": data, "layout": layout}
-    return figures
-
-
-def _only_figure(path):
-    (figure,) = _figures(Path(path).read_text()).values()
-    return figure
 
 
 def _summary_table(page):
@@ -304,8 +280,8 @@ QUEUED = datetime.datetime(2025, 1, 1, 12, 0, 0)
 def _budget_run(run_dir):
     """A run folder as a budget-ended search leaves it, with trials queued long before they trained.
 
-    Trial 0 COMPLETE, 1 PRUNED by ASHA, 2 FAIL (diverged), 3 cut by the time budget (no training
-    time recorded: its times are in Tune's result.json only); 6 trials requested.
+    Trial 0 COMPLETE, 1 PRUNED by ASHA, 2 FAIL (diverged), 3 cut by the time budget (its first
+    epoch's start recorded by the searcher, no training time); 6 trials requested.
     """
     run_dir.mkdir(parents=True)
     study = optuna.create_study(study_name="scratch", direction="maximize",
@@ -315,7 +291,9 @@ def _budget_run(run_dir):
         (TrialState.COMPLETE, 3, 300.0, 900.0, {}),
         (TrialState.PRUNED, 1, 100.0, 1000.0, {}),
         (TrialState.FAIL, 1, 50.0, 1100.0, {"fail_reason": "diverged"}),
-        (TrialState.PRUNED, 2, None, 1200.0, {"stopped_by": "time_budget"}),
+        # Its first epoch began 1060 s after the queueing, as the searcher recorded it.
+        (TrialState.PRUNED, 2, None, 1140.0, {"stopped_by": "time_budget",
+                                              "started": (QUEUED + datetime.timedelta(seconds=1060)).isoformat()}),
     ]
     for number, (state, epochs, seconds, ended, attrs) in enumerate(specs):
         attrs = {"ray_trial_id": f"abc_{number:05d}", "epochs": epochs, **attrs}
@@ -326,12 +304,6 @@ def _budget_run(run_dir):
             datetime_start=QUEUED, datetime_complete=QUEUED + datetime.timedelta(seconds=ended),
             params={"lr": 0.1}, distributions=dist, user_attrs=attrs, system_attrs={},
             intermediate_values={e: 0.1 * e for e in range(1, epochs + 1)}))
-    # Tune's results of trial 3: two epochs of 40 s, the first ending 1100 s after the queueing.
-    first_end = QUEUED.timestamp() + 1100
-    (run_dir / "tune" / "train_trial_abc_00003").mkdir(parents=True)
-    (run_dir / "tune" / "train_trial_abc_00003" / "result.json").write_text("".join(
-        json.dumps({"trial_id": "abc_00003", "training_iteration": e, "timestamp": first_end + 40 * (e - 1),
-                    "time_this_iter_s": 40.0, "val_acc": 0.1 * e}) + "\n" for e in (1, 2)))
     config = SearchConfig(space="scratch", num_samples=6, max_epochs=3, time_budget="20m", data="cifar10-jpeg.tar.gz")
     (run_dir / "search.json").write_text(json.dumps({
         "config": config.to_dict(), "wall_seconds": 1205.0, "started": "2025-01-01T12:00:00+00:00",
@@ -373,10 +345,10 @@ def test_timeline_bars_start_when_training_started_not_when_queued(budget_run):
             bars[number] = (trace["name"], datetime.datetime.fromisoformat(base), length / 1000)
     at = lambda s: QUEUED + datetime.timedelta(seconds=s)  # noqa: E731
     # The end less the recorded training time, for trials the searcher finished ...
-    assert bars[0] == ("COMPLETE", at(600), 300)
-    assert bars[1] == ("PRUNED by ASHA", at(900), 100)
-    assert bars[2] == ("FAIL", at(1050), 50)
-    # ... and Tune's first result less its epoch time for the trial the budget cut.
+    assert bars[0] == ("complete", at(600), 300)
+    assert bars[1] == ("pruned by ASHA", at(900), 100)
+    assert bars[2] == ("failed", at(1050), 50)
+    # ... and the start of its first epoch, as the searcher recorded it, for the trial the budget cut.
     assert bars[3] == ("cut by the time budget", at(1060), 80)
 
 

@@ -1,131 +1,207 @@
-"""The searcher and scheduler fixes (search/searcher.py, search/asha.py), driven directly (no Ray cluster needed)."""
+"""The study's searcher, scheduler and sampler (search/tune/, search/sampler.py), driven as Tune drives them.
 
-import json
+No Ray cluster is needed: Tune's calls are made in Tune's order, on a study in a file, and a
+"resume" is new objects over the same study, as a new process would build them.
+"""
+
+import random
 from types import SimpleNamespace
 
 import optuna
 import pytest
 from optuna.trial import TrialState
-from ray.tune.schedulers import TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search import Searcher
 
 import spaces
-from search.asha import PersistentASHA
-from search.internals import RayInternalsError
-from search.searcher import PruneAwareOptunaSearch
+from search.config import SearchConfig
+from search.sampler import make_sampler
+from search.study import create_study, enqueue_recipes, open_storage
+from search.tune.scheduler import StudyASHA
+from search.tune.searcher import STUDY_TRIAL, StudySearcher, study_number, trial_params
+from search.tune.tuner import make_scheduler
 
 
-def make_searcher(tmp_path, max_t=4):
-    return PruneAwareOptunaSearch(
-        spaces.get_space("smoke"), metric="val_acc", mode="max",
-        sampler=optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=True),
-        storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}"), study_name="smoke", max_t=max_t,
-    )
+def open_search(tmp_path, num_samples=5, max_t=4, sampler="tpe", seed=0):
+    """The study in ``tmp_path`` and a searcher over it, as a (new or resumed) search's driver builds them."""
+    tmp_path.mkdir(exist_ok=True)
+    storage = open_storage(tmp_path)
+    study = create_study(storage, "smoke", make_sampler(sampler, seed, 4))
+    searcher = StudySearcher(study, storage, spaces.get_space("smoke"), num_samples=num_samples, max_t=max_t)
+    return study, searcher
 
 
-def result(it, acc, **extra):
-    return {"training_iteration": it, "val_acc": acc, "time_total_s": float(it), "node": "n1", **extra}
+def result(epoch, acc, **extra):
+    return {"epoch": epoch, "val_acc": acc, "time_this_iter_s": 1.5, "node": "n1", **extra}
 
 
-def test_optuna_states_follow_how_the_trial_ended(tmp_path):
-    searcher = make_searcher(tmp_path)
+def test_the_study_records_how_each_trial_ended(tmp_path):
+    study, searcher = open_search(tmp_path)
     for tid in "abcde":
-        assert set(searcher.suggest(tid)) == {"arch", "lr", "batch_size", "augment"}
+        config = searcher.suggest(tid)
+        assert set(trial_params(config)) == {"arch", "lr", "batch_size", "augment"}
     # a: ran all 4 epochs; b: stopped by ASHA after 2; c: diverged; d: crashed; e: full run, last result unseen
-    for it, acc in [(1, 0.3), (2, 0.5), (3, 0.6)]:
-        searcher.on_trial_result("a", result(it, acc))
+    for epoch, acc in [(1, 0.3), (2, 0.5), (3, 0.6)]:
+        searcher.on_trial_result("a", result(epoch, acc))
     searcher.on_trial_complete("a", result(4, 0.7))
     searcher.on_trial_result("b", result(1, 0.2))
-    # What Tune snapshots of the searcher (Searcher.save) before the driver dies, with b still running.
-    searcher.save(str(tmp_path / "searcher.pkl"))
     searcher.on_trial_complete("b", result(2, 0.25))
     searcher.on_trial_complete("c", result(1, 0.0, diverged=True))
     searcher.on_trial_result("d", result(1, 0.4))
     searcher.on_trial_complete("d", None, error=True)
     searcher.on_trial_complete("e", result(4, 0.65))
+    assert searcher.suggest("f") == Searcher.FINISHED  # five asked: --num-samples 5
 
-    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'study.db'}")
     trials = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     assert trials["a"].state == TrialState.COMPLETE and trials["a"].value == 0.7
     assert trials["a"].intermediate_values == {1: 0.3, 2: 0.5, 3: 0.6, 4: 0.7}
+    assert trials["a"].user_attrs["wall_seconds"] == 6.0 and trials["a"].user_attrs["epochs"] == 4
     assert trials["b"].state == TrialState.PRUNED and trials["b"].intermediate_values == {1: 0.2, 2: 0.25}
     assert trials["b"].value == 0.25 and trials["b"].user_attrs["epochs"] == 2
     assert trials["c"].state == TrialState.FAIL and trials["c"].user_attrs["fail_reason"] == "diverged"
+    assert trials["c"].intermediate_values == {}  # a diverged epoch is no point of the curve
     assert trials["d"].state == TrialState.FAIL and trials["d"].intermediate_values == {1: 0.4}
     assert trials["e"].state == TrialState.COMPLETE and trials["e"].value == 0.65
-    # After a resume, the restored searcher re-runs b from its checkpoint: b was told before the
-    # driver died, so its results and its end change nothing.
-    restored = make_searcher(tmp_path)
-    restored.restore(str(tmp_path / "searcher.pkl"))
-    restored.on_trial_result("b", result(2, 0.9))
-    restored.on_trial_complete("b", result(4, 0.9))
-    b = optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'study.db'}").trials[1]
-    assert b.state == TrialState.PRUNED and b.intermediate_values == {1: 0.2, 2: 0.25} and b.value == 0.25
 
 
-def fake_trial(tid):
-    return SimpleNamespace(trial_id=tid)
+def test_a_resumed_search_runs_its_unfinished_trials_first_from_their_checkpoints(tmp_path):
+    study, first = open_search(tmp_path, num_samples=4)
+    enqueue_recipes(study, [{"arch": "resnet20", "lr": 0.1, "batch_size": 64, "augment": "flip"}], 4)
+    configs = {tid: first.suggest(tid) for tid in ("a", "b", "c")}
+    assert trial_params(configs["a"]) == {"arch": "resnet20", "lr": 0.1, "batch_size": 64, "augment": "flip"}
+    first.on_trial_result("a", result(1, 0.3))
+    first.record_checkpoint("a", "s3://bucket/run/tune/trial-0000-a/checkpoint_000000")
+    first.on_trial_complete("b", result(4, 0.5))
+    # The driver dies here: a has an epoch and a checkpoint, c was asked and never trained.
+
+    study, resumed = open_search(tmp_path, num_samples=4)
+    again = [resumed.suggest(tid) for tid in ("x", "y", "z")]
+    assert [c[STUDY_TRIAL] for c in again[:2]] == [
+        {"number": 0, "checkpoint": "s3://bucket/run/tune/trial-0000-a/checkpoint_000000"},
+        {"number": 2, "checkpoint": None},
+    ]
+    assert trial_params(again[0]) == trial_params(configs["a"]) and trial_params(again[1]) == trial_params(configs["c"])
+    assert again[2][STUDY_TRIAL] == {"number": 3, "checkpoint": None}  # then the search goes on
+    assert resumed.suggest("w") == Searcher.FINISHED
+    # The resumed trial reports its first epoch again (from its checkpoint it retrains none, but an
+    # older one would): the study keeps what it had, and the curve goes on.
+    resumed.on_trial_result("x", result(1, 0.99))
+    resumed.on_trial_complete("x", result(2, 0.4))
+    a = study.trials[0]
+    assert a.state == TrialState.PRUNED and a.intermediate_values == {1: 0.3, 2: 0.4}
+    assert a.user_attrs["ray_trial_id"] == "x" and a.user_attrs["wall_seconds"] == 3.0
+    assert len(study.trials) == 4
 
 
-def asha(tmp_path, resume=False):
-    return PersistentASHA(time_attr="training_iteration", metric="val_acc", mode="max", max_t=9, grace_period=1,
-                          reduction_factor=3, state_path=tmp_path / "asha.json", resume=resume)
+def test_a_trial_killed_by_the_interruption_stays_running(tmp_path):
+    from search.tune.callbacks import StopSearch
+
+    study, searcher = open_search(tmp_path)
+    searcher.stop = StopSearch()
+    searcher.suggest("a")
+    searcher.on_trial_result("a", result(1, 0.3))
+    searcher.stop.request("SIGTERM")
+    searcher.on_trial_complete("a", None, error=True)  # its worker died with the process group
+    assert study.trials[0].state == TrialState.RUNNING and study.trials[0].intermediate_values == {1: 0.3}
 
 
-def test_asha_rungs_and_decisions_survive_a_restore(tmp_path):
-    first = asha(tmp_path)
-    trials = [fake_trial(f"t{i}") for i in range(6)]
-    for t in trials:
-        first.on_trial_add(None, t)
-    decisions = {}
-    for t, acc in zip(trials, [0.9, 0.8, 0.7, 0.2, 0.85, 0.1]):
-        decisions[t.trial_id] = first.on_trial_result(None, t, {"training_iteration": 1, "val_acc": acc})
-    # Each result is compared with the 2/3 quantile of those recorded at the rung before it.
-    assert [t for t, d in decisions.items() if d == TrialScheduler.CONTINUE] == ["t0", "t4"]
-    saved = json.loads((tmp_path / "asha.json").read_text())
-    assert saved["stopped_at"] == {"t1": 1, "t2": 1, "t3": 1, "t5": 1}
-
-    # What Tuner.restore gives: a scheduler as it was at the start, told to read its state.
-    restored = asha(tmp_path, resume=True)
-    (tmp_path / "elsewhere").mkdir()
-    fresh = asha(tmp_path / "elsewhere")
-    late = fake_trial("t6")
-    for s in (restored, fresh):
-        for t in trials + [late]:
-            s.on_trial_add(None, t)
-    # A trial stopped before the interruption and re-run from an older checkpoint stops again.
-    assert restored.on_trial_result(None, trials[3], {"training_iteration": 1, "val_acc": 0.95}) == TrialScheduler.STOP
-    # A new trial is compared with the rung recorded before the interruption...
-    assert restored.on_trial_result(None, late, {"training_iteration": 1, "val_acc": 0.3}) == TrialScheduler.STOP
-    # ...where a scheduler that lost its rungs would have let it through.
-    assert fresh.on_trial_result(None, late, {"training_iteration": 1, "val_acc": 0.3}) == TrialScheduler.CONTINUE
+def test_each_trial_draws_the_same_config_in_a_resumed_process(tmp_path):
+    _, one = open_search(tmp_path / "one", num_samples=6, sampler="random", seed=3)
+    straight = [trial_params(one.suggest(str(i))) for i in range(6)]
+    _, first = open_search(tmp_path / "two", num_samples=6, sampler="random", seed=3)
+    for i in range(2):
+        first.suggest(str(i))
+    _, resumed = open_search(tmp_path / "two", num_samples=6, sampler="random", seed=3)
+    after = [trial_params(resumed.suggest(str(i))) for i in range(2, 8)]
+    # The two unfinished trials first, then trials 2-5 as the uninterrupted search drew them.
+    assert after == straight
+    assert len({c["lr"] for c in straight}) == 6  # and they are not one draw repeated
 
 
-def test_asha_refuses_state_written_for_other_settings(tmp_path):
-    first = asha(tmp_path)
-    first.on_trial_add(None, fake_trial("a"))
-    first.on_trial_result(None, fake_trial("a"), {"training_iteration": 1, "val_acc": 0.5})
-    other = PersistentASHA(time_attr="training_iteration", metric="val_acc", mode="max", max_t=16, grace_period=2,
-                           reduction_factor=2, state_path=tmp_path / "asha.json", resume=True)
-    with pytest.raises(ValueError, match="other ASHA settings"):
-        other.on_trial_add(None, fake_trial("b"))
+def fake_trial(number):
+    return SimpleNamespace(trial_id=f"t{number}", config={STUDY_TRIAL: {"number": number}})
 
 
-@pytest.mark.parametrize("ray_class, attr, build", [
-    ("AsyncHyperBandScheduler", "_brackets", lambda tmp_path: asha(tmp_path)),
-    ("OptunaSearch", "_ot_study", make_searcher),
-])
-def test_a_ray_without_the_internals_we_extend_is_refused_in_one_line(monkeypatch, tmp_path, ray_class, attr, build):
-    from ray.tune.schedulers import AsyncHyperBandScheduler
-    from ray.tune.search.optuna import OptunaSearch
+def asha_pair(tmp_path, max_t=9, grace_period=1, reduction_factor=3):
+    """StudyASHA on a study the searcher fills, and Ray's ASHAScheduler with the same settings."""
+    study, searcher = open_search(tmp_path, num_samples=100, max_t=max_t)
+    ours = StudyASHA(study, max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor)
+    rays = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=max_t, grace_period=grace_period,
+                         reduction_factor=reduction_factor)
+    return study, searcher, ours, rays
 
-    cls = {"AsyncHyperBandScheduler": AsyncHyperBandScheduler, "OptunaSearch": OptunaSearch}[ray_class]
-    original = cls.__init__
 
-    def renamed(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        setattr(self, f"_renamed{attr}", self.__dict__.pop(attr))  # as a Ray release might rename it
+def play(searcher, schedulers, trial, epoch, acc):
+    """One result through Tune's order: the schedulers decide, then the searcher hears it (or its end)."""
+    res = result(epoch, acc)
+    decisions = {s.on_trial_result(None, trial, dict(res)) for s in schedulers}
+    assert len(decisions) == 1, "the schedulers disagree"
+    (decision,) = decisions
+    if decision == TrialScheduler.STOP:
+        for s in schedulers:
+            s.on_trial_complete(None, trial, res)
+        searcher.on_trial_complete(trial.trial_id, res)
+    else:
+        searcher.on_trial_result(trial.trial_id, res)
+    return decision
 
-    monkeypatch.setattr(cls, "__init__", renamed)
-    with pytest.raises(RayInternalsError, match=rf"{ray_class} has no {attr}, which the search's .* relies on; "
-                                                r"install the tested Ray: pip install 'ray\[tune\]==2\.60\.\*'"):
-        build(tmp_path)
+
+@pytest.mark.parametrize("seed", range(5))
+def test_study_asha_stops_exactly_the_trials_rays_asha_stops(tmp_path, seed):
+    rng = random.Random(seed)
+    _, searcher, ours, rays = asha_pair(tmp_path)
+    trials, epochs, stopped = [], {}, set()
+    for step in range(120):  # trials arrive and report in a random interleaving, as with several workers
+        if len(trials) < 12 and (not trials or rng.random() < 0.3):
+            config = searcher.suggest(f"t{len(trials)}")
+            trial = fake_trial(config[STUDY_TRIAL]["number"])
+            for s in (ours, rays):
+                s.on_trial_add(None, trial)
+            trials.append(trial)
+        live = [t for t in trials if t.trial_id not in stopped and epochs.get(t.trial_id, 0) < 9]
+        if not live:
+            continue
+        trial = rng.choice(live)
+        epochs[trial.trial_id] = epochs.get(trial.trial_id, 0) + 1
+        if play(searcher, (ours, rays), trial, epochs[trial.trial_id], rng.random()) == TrialScheduler.STOP:
+            stopped.add(trial.trial_id)
+    assert 0 < len([t for t in stopped if epochs[t] < 9]) < len(trials)  # some pruned, not all
+
+
+def test_after_a_resume_asha_decides_as_the_interrupted_search_would_have(tmp_path):
+    study, searcher, _, _ = asha_pair(tmp_path)
+    first = StudyASHA(study, max_t=9, grace_period=1, reduction_factor=3)
+    trials = [fake_trial(searcher.suggest(f"t{i}")[STUDY_TRIAL]["number"]) for i in range(6)]
+    decisions = [play(searcher, (first,), t, 1, acc) for t, acc in zip(trials, [0.9, 0.8, 0.7, 0.2, 0.85, 0.1])]
+    # Each is compared with the 2/3 quantile of the values at the rung before it.
+    assert [t.trial_id for t, d in zip(trials, decisions) if d == TrialScheduler.CONTINUE] == ["t0", "t4"]
+    assert [t.state for t in study.trials].count(TrialState.PRUNED) == 4
+
+    # A new process: a scheduler that knows nothing but the study.
+    study, searcher = open_search(tmp_path, num_samples=100, max_t=9)
+    resumed = StudyASHA(study, max_t=9, grace_period=1, reduction_factor=3)
+    # Its searcher hands out the two trials that passed the rung and were still training, first.
+    assert [study_number(fake_trial(searcher.suggest(f"r{i}")[STUDY_TRIAL]["number"])) for i in range(2)] == [0, 4]
+    # A trial that passed the rung before the interruption, re-run from an older checkpoint, goes on...
+    assert resumed.on_trial_result(None, trials[0], result(1, 0.05)) == TrialScheduler.CONTINUE
+    # ...and a new trial meets the rung the interrupted search recorded: stopped, as it would have been.
+    late = fake_trial(searcher.suggest("t6")[STUDY_TRIAL]["number"])
+    assert resumed.on_trial_result(None, late, result(1, 0.3)) == TrialScheduler.STOP
+    # Ray's own ASHA, rebuilt in a new process, has lost its rungs and lets it through.
+    rays = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=9, grace_period=1, reduction_factor=3)
+    rays.on_trial_add(None, late)
+    assert rays.on_trial_result(None, late, result(1, 0.3)) == TrialScheduler.CONTINUE
+
+
+def test_the_baseline_flags_build_random_search_without_early_stopping(tmp_path):
+    from ray.tune.schedulers import FIFOScheduler
+
+    default = SearchConfig(space="smoke", max_epochs=12)
+    baseline = SearchConfig(space="smoke", sampler="random", scheduler="fifo")
+    study = create_study(open_storage(tmp_path), "smoke")
+    asha = make_scheduler(default, study)
+    assert isinstance(asha, StudyASHA) and asha.rung_epochs == [6] and default.grace_period == 6
+    assert type(make_scheduler(baseline, study)) is FIFOScheduler
+    for kind in ("tpe", "random"):
+        trial = optuna.create_study(sampler=make_sampler(kind, 0, 4)).ask()
+        assert 1e-3 <= trial.suggest_float("lr", 1e-3, 1.0, log=True) <= 1.0

@@ -5,7 +5,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from search.cli import config_from_args, get_args_parser
 from search.errors import SearchError
 from search.report import build_report
 from search.retrain import retrain_run
-from tests.test_search import ROOT
+from tests._searches import ROOT, started_and_finished
 
 
 def test_every_setting_is_one_flag_with_the_fields_default_said_once():
@@ -56,17 +55,6 @@ def test_a_search_json_from_before_search_config_still_loads(tmp_path):
     (tmp_path / "search.json").write_text(json.dumps({"args": args}))
     assert SearchConfig.from_run(tmp_path) == SearchConfig(space="smoke", data="images", num_samples=8, amp=False,
                                                            retrain=False, choices={"arch": ["resnet20"]})
-
-
-def started_and_finished(db):
-    """Trial states in study.db so far ({} before the search made its tables)."""
-    if not db.exists():
-        return {}
-    with sqlite3.connect(db) as con:
-        try:
-            return dict(con.execute("SELECT number, state FROM trials").fetchall())
-        except sqlite3.OperationalError:
-            return {}
 
 
 @pytest.mark.slow

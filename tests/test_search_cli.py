@@ -20,7 +20,7 @@ from search.cli import config_from_args, get_args_parser
 from search.lock import LOCK_NAME, OutLock
 from search.ray_start import check_address
 from search.run import main
-from tests.test_search import run_search
+from tests._searches import run_search
 
 
 def one_error_line(capsys) -> str:
@@ -61,7 +61,7 @@ def test_a_held_out_folder_is_refused_and_left_alone(tmp_path, capsys, image_fol
         os.close(fd)
 
 
-def test_resume_refuses_changed_search_flags_by_name(tmp_path, capsys, image_folder, monkeypatch):
+def test_resume_refuses_changed_search_flags_by_name(tmp_path, capsys, image_folder):
     parse = get_args_parser().parse_args
 
     def config(*flags):
@@ -73,13 +73,13 @@ def test_resume_refuses_changed_search_flags_by_name(tmp_path, capsys, image_fol
     more = config("--num-samples", "12", "--max-epochs", "4", "--max-concurrent", "3", "--no-amp")
     assert [c.split()[0] for c in more.changed_flags(saved)] == ["--num-samples", "--max-concurrent", "--no-amp"]
     assert "--no-amp (was off, now on)" in more.changed_flags(saved)
-    # Through main: a resumable experiment whose search.json says 8 samples.
-    out = tmp_path / "o"
-    (out / "tune").mkdir(parents=True)
-    (out / "search.json").write_text(json.dumps({"config": saved.to_dict()}))
-    from ray import tune
+    # Through main: a resumable search whose search.json says 8 samples.
+    from search.study import create_study, open_storage
 
-    monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: True))
+    out = tmp_path / "o"
+    out.mkdir()
+    create_study(open_storage(out), "smoke")
+    (out / "search.json").write_text(json.dumps({"config": saved.to_dict()}))
     argv = ["--space", "smoke", "--data", str(image_folder), "--out", str(out), "--num-samples", "12",
             "--max-epochs", "4", "--resume"]
     assert main(parse(argv)) == 2

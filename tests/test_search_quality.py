@@ -9,23 +9,19 @@ import pandas as pd
 import pytest
 
 from search import report
-from search.config import SearchConfig
 from search.deadline import retrain_share
-from search.tuner import n_startup_trials
+from search.sampler import n_startup_trials
 from spaces.definitions import SHORT_RECIPES
-from tests.test_search import SEARCH, load_study, run_search
+from tests._searches import SEARCH, load_study, run_search
 
 TrialState = optuna.trial.TrialState
 
 
 def test_tpe_startup_scales_with_the_budget():
-    def startup(**settings):
-        return n_startup_trials(SearchConfig(space="smoke", **settings))
-
-    assert startup(num_samples=10) == 4  # not Optuna's 10, which would make it random search
-    assert startup(num_samples=32) == 8
-    assert startup(num_samples=100) == 25
-    assert startup(num_samples=100, n_startup_trials=3) == 3
+    assert n_startup_trials(10) == 4  # not Optuna's 10, which would make it random search
+    assert n_startup_trials(32) == 8
+    assert n_startup_trials(100) == 25
+    assert n_startup_trials(100, 3) == 3
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import torch
 from ray.cluster_utils import Cluster
 
 from tests._s3 import s3  # noqa: F401  (the fixture)
-from tests.test_search import ROOT, SEARCH, load_study, run_search
+from tests._searches import ROOT, SEARCH, load_study, run_search
 
 PREFIX = "searches/smoke"
 NODE = dict(num_cpus=1, object_store_memory=100 * 1024**2)

@@ -1,6 +1,6 @@
-"""A trial resumes from the newest of its kept checkpoints that loads (issue 17): a truncated newest one is
-skipped with a line that names it and the one used, and the epochs Tune already has are not reported twice
-(which would shift every later epoch's training_iteration)."""
+"""A trial resumes from the newest of its kept checkpoints that loads (issue 17): Tune's own when Tune retries it,
+else the one the study recorded (``--resume``). A truncated newest one is skipped with a line that names it and the
+one used; the epochs trained again report what the uninterrupted trial reported, by their own epoch number."""
 
 import shutil
 import types
@@ -12,7 +12,8 @@ from ray import tune
 from model.checkpoint import CHECKPOINT_NAME
 from model.config import RunConfig
 from model.data import synthetic_cifar10
-from search.trial import train_trial
+from search.tune.searcher import STUDY_TRIAL
+from search.tune.trainable import train_trial
 
 BASE = RunConfig(arch="resnet20", epochs=3, batch_size=50, augment="none", device="cpu", seed=3)
 
@@ -38,18 +39,19 @@ class FakeTune:
         return types.SimpleNamespace(get_trial_resources=lambda: resources)
 
 
-def run_trial(monkeypatch, fake, data):
+def run_trial(monkeypatch, fake, data, recorded=None):
     for name in ("get_checkpoint", "report", "get_context"):
         monkeypatch.setattr(tune, name, getattr(fake, name))
     monkeypatch.setattr(ray, "get_runtime_context", lambda: types.SimpleNamespace(get_node_id=lambda: "node"))
     monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "127.0.0.1")
-    train_trial({"lr": 0.05}, data, BASE)
+    train_trial({"lr": 0.05, STUDY_TRIAL: {"number": 0, "checkpoint": recorded}}, data, BASE)
     return [(r["epoch"], r["val_acc"]) for r in fake.reports]
 
 
+@pytest.mark.parametrize("source", ["tune", "study"])
 @pytest.mark.parametrize("damaged", [["checkpoint_000001"], ["checkpoint_000000", "checkpoint_000001"]],
                          ids=["newest", "every-kept"])
-def test_a_trial_resumes_from_its_newest_checkpoint_that_loads(damaged, monkeypatch, tmp_path, capfd):
+def test_a_trial_resumes_from_its_newest_checkpoint_that_loads(damaged, source, monkeypatch, tmp_path, capfd):
     data = synthetic_cifar10(num_train=200, num_test=20, val_size=50, seed=0)
     whole = run_trial(monkeypatch, FakeTune(tmp_path / "whole"), data)
     assert [epoch for epoch, _ in whole] == [1, 2, 3]
@@ -63,11 +65,14 @@ def test_a_trial_resumes_from_its_newest_checkpoint_that_loads(damaged, monkeypa
         path = storage / name / CHECKPOINT_NAME
         path.write_bytes(path.read_bytes()[:1000])
     capfd.readouterr()
-    fake = FakeTune(storage, resume=tune.Checkpoint(str(storage / "checkpoint_000001")))
-    resumed = run_trial(monkeypatch, fake, data)
+    newest = str(storage / "checkpoint_000001")
+    if source == "tune":  # Tune retries the trial in the same run, from its own checkpoint
+        resumed = run_trial(monkeypatch, FakeTune(tmp_path / "retry", resume=tune.Checkpoint(newest)), data)
+    else:  # a resumed search: a new Tune trial, from the checkpoint the study recorded
+        resumed = run_trial(monkeypatch, FakeTune(tmp_path / "resumed"), data, recorded=newest)
 
-    # Tune has epochs 1 and 2: only epoch 3 is reported, with the value the uninterrupted trial had.
-    assert resumed == whole[2:]
+    # The epochs after the checkpoint that loaded, with the values the uninterrupted trial had.
+    assert resumed == whole[3 - len(resumed):] and len(resumed) == (2 if len(damaged) == 1 else 3)
     warning = [line for line in capfd.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and f"{storage / 'checkpoint_000001'}: " in warning[0], warning
     if len(damaged) == 1:

@@ -9,7 +9,7 @@ import torchvision
 
 from model.build import TORCHVISION_WEIGHTS, WeightsError
 from search.weights import resolve_weights
-from tests.test_first_contact import run_in_empty_folder
+from tests._offline import run_in_empty_folder
 
 ARCHS = list(TORCHVISION_WEIGHTS)  # resnet18, resnet34, resnet50: what the finetune space asks
 

@@ -14,16 +14,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
 
 from benchmarks.curves.simulate import NearestCurve, simulate
 from benchmarks.curves.stats import first_reach, mean_se, normalised_regret, ranks, sign_test, step_at, wilcoxon
 from benchmarks.curves.table import Curve
-from search.progress import asha_rungs, expected_epochs_left
+from search.progress import expected_epochs_left
+from search.tune.scheduler import asha_rungs
 from spaces.budget import default_grace_period
 
 BASELINE = "random_fifo"
@@ -43,7 +42,6 @@ class Arm:
     reduction_factor: float = 3
     constant_liar: bool = True
     startup: str = "quarter"  # quarter: max(4, N // 4) as shipped; or an integer as text
-    prune_aware: bool = True  # False: Ray's stock OptunaSearch (stopped trials told COMPLETE)
     space: str = "budget"  # budget: narrowed by the budget plan, its recipes first (as shipped); full: --full-space
 
 
@@ -62,7 +60,6 @@ ARMS = {a.name: a for a in [
     Arm("tpe_asha_rf4", reduction_factor=4),
     Arm("tpe_asha_no_liar", constant_liar=False),
     Arm("tpe_asha_startup10", startup="10"),
-    Arm("tpe_asha_stock_ray", prune_aware=False),
     # What the budget plan adds: the shipped search with --full-space, and random search on the plan's space.
     Arm("tpe_asha_full_space", space="full"),
     Arm("random_fifo_budget", sampler="random", scheduler="fifo", recipe=False),
@@ -79,37 +76,28 @@ def num_trials(arm: Arm, budget: int, max_t: int) -> int:
     return math.ceil(budget * max_t / per_trial - 1e-9)
 
 
-def build_search(arm: Arm, space, recipes: list[dict], seed: int, num_samples: int, max_t: int, state_dir: Path,
-                 storage=None):
+def build_search(arm: Arm, space, recipes: list[dict], seed: int, num_samples: int, max_t: int, storage=None):
     """The searcher and scheduler that ``search.run`` builds for the arm's flags, by its own factories.
 
-    ``storage``: the study's (in memory by default). The two arms that are not flags of
-    search.run change one thing each: the sampler's constant liar, or Ray's stock searcher.
+    ``storage``: the study's (in memory by default). The one arm that is not a flag of search.run
+    changes one thing: the sampler's constant liar.
     """
-    from ray.tune.search.optuna import OptunaSearch
-
     from search.config import SearchConfig
-    from search.searcher import PruneAwareOptunaSearch
-    from search.tuner import make_sampler, make_scheduler, make_searcher, n_startup_trials
+    from search.sampler import make_sampler, n_startup_trials
+    from search.study import create_study, enqueue_recipes
+    from search.tune.tuner import make_scheduler, make_searcher
 
     config = SearchConfig(space="scratch", sampler=arm.sampler, scheduler=arm.scheduler, recipe=arm.recipe,
                           num_samples=num_samples, max_epochs=max_t, seed=seed, grace_period=arm.grace_period,
                           reduction_factor=arm.reduction_factor,
                           n_startup_trials=None if arm.startup == "quarter" else int(arm.startup))
-    points = list(recipes) if config.recipe and recipes else None
     storage = storage or optuna.storages.InMemoryStorage()
-    if arm.prune_aware and arm.constant_liar:
-        searcher = make_searcher(config, state_dir, space, points, storage=storage)
-    else:
-        sampler = make_sampler(config)
-        if not arm.constant_liar:
-            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=False,
-                                                 n_startup_trials=n_startup_trials(config))
-        kwargs = dict(metric="val_acc", mode="max", sampler=sampler, points_to_evaluate=points, storage=storage,
-                      study_name=config.study_name)
-        searcher = PruneAwareOptunaSearch(space, max_t=max_t, **kwargs) if arm.prune_aware else OptunaSearch(
-            space, **kwargs)
-    return searcher, make_scheduler(config, state_dir)
+    sampler = make_sampler(config.sampler, seed, n_startup_trials(num_samples, config.n_startup_trials),
+                           constant_liar=arm.constant_liar)
+    study = create_study(storage, config.study_name, sampler)
+    if config.recipe and recipes:
+        enqueue_recipes(study, list(recipes), num_samples)
+    return make_searcher(config, study, storage, space), make_scheduler(config, study)
 
 
 def run_one(arm: Arm, curves: list[Curve], spaces: dict, distributions, *, seed: int, budget: int, max_t: int,
@@ -123,11 +111,10 @@ def run_one(arm: Arm, curves: list[Curve], spaces: dict, distributions, *, seed:
     finals = [c.val_acc[-1] for c in curves if not c.diverged and len(c.val_acc) == max_t]
     best, worst = max(finals), min(finals)
     n = num_trials(arm, budget, max_t)
-    with tempfile.TemporaryDirectory() as tmp:
-        space, recipes = spaces[arm.space]
-        searcher, scheduler = build_search(arm, space, recipes, seed, n, max_t, Path(tmp))
-        result = simulate(searcher, scheduler, NearestCurve(curves, distributions), num_samples=n, max_t=max_t,
-                          workers=workers, budget_epochs=budget * max_t)
+    space, recipes = spaces[arm.space]
+    searcher, scheduler = build_search(arm, space, recipes, seed, n, max_t)
+    result = simulate(searcher, scheduler, NearestCurve(curves, distributions), num_samples=n, max_t=max_t,
+                      workers=workers, budget_epochs=budget * max_t)
     return {
         "arm": arm.name, "seed": seed, "budget": budget, "workers": workers, "num_samples": n,
         "epochs": [e for e, _, _ in result.trace],

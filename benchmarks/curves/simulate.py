@@ -3,8 +3,8 @@
 A discrete-event loop in the manner of Syne Tune's ``SimulatorBackend``: W workers, each
 running one trial; a trial's epochs take the wall seconds recorded for its config, and the
 next event is always the earliest epoch end. The searcher and the scheduler are the objects a
-real search builds (``PruneAwareOptunaSearch`` and ``PersistentASHA``, made by the same
-factories as ``search.tuner``), called through the interfaces Ray Tune calls, in Tune's order:
+real search builds (``StudySearcher`` and ``StudyASHA``, made by the same factories as
+``search.tune.tuner``), called through the interfaces Ray Tune calls, in Tune's order:
 
 - a new trial: ``searcher.suggest(trial_id)``, then ``scheduler.on_trial_add``;
 - each epoch's result: ``scheduler.on_trial_result`` first; only if it says CONTINUE,
@@ -33,6 +33,7 @@ import optuna
 from ray.tune.schedulers import TrialScheduler
 
 from benchmarks.curves.table import Curve
+from search.tune.searcher import trial_params
 
 
 class NearestCurve:
@@ -74,9 +75,10 @@ class NearestCurve:
 
 @dataclass
 class SimTrial:
-    """What ASHA reads of a Tune trial: its id."""
+    """What the scheduler reads of a Tune trial: its id and its config (the study's trial number)."""
 
     trial_id: str
+    config: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     curve: Curve | None = None
     epochs: int = 0
@@ -97,7 +99,7 @@ class SimResult:
 def _result(trial: SimTrial, epoch: int) -> dict:
     acc = trial.curve.val_acc[epoch - 1]
     diverged = trial.curve.diverged and epoch == len(trial.curve.val_acc)
-    return {"val_acc": acc, "training_iteration": epoch, "time_total_s": sum(trial.curve.seconds[:epoch]),
+    return {"val_acc": acc, "epoch": epoch, "training_iteration": epoch, "time_this_iter_s": trial.curve.seconds[epoch - 1],
             "done": False, **({"diverged": True} if diverged else {})}
 
 
@@ -130,7 +132,7 @@ def simulate(searcher, scheduler, lookup: NearestCurve, *, num_samples: int, max
         if config is None or config == "FINISHED":
             finished = True
             return
-        trial.params = dict(config)
+        trial.config, trial.params = config, trial_params(config)
         trial.curve, trial.mismatch, trial.distance = lookup.lookup(trial.params)
         trials.append(trial)
         if scheduler is not None:

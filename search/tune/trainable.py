@@ -1,4 +1,9 @@
-"""The Tune trainable: one trial = one ``model.train.fit`` run, reported to Tune once per epoch."""
+"""The Tune trainable: one trial = one ``model.train.fit`` run, reported to Tune once per epoch with a checkpoint.
+
+A trial continues from the newest checkpoint that loads: Tune's own when Tune retries it in this
+run, else the one the study recorded for it (``--resume``), each with the older one Tune keeps
+beside it; without one it trains from epoch 0.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from model.config import RunConfig
 from model.data import CIFAR10Data
 from model.train import fit
 
-from .config import trial_config
+from ..config import trial_config
+from .searcher import STUDY_TRIAL, trial_params
 
 # Reported every epoch. Selection uses the validation metrics only: trials never see the test set.
 REPORTED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_second")
@@ -26,11 +32,11 @@ def train_trial(config: dict, data: CIFAR10Data, base: RunConfig, weights_by_arc
                 pretrained: dict | None = None) -> None:
     """Train one config and report ``val_acc`` each epoch, with a checkpoint, until ASHA stops it.
 
-    ``base`` holds what every trial shares; ``pretrained`` maps architectures to the state dicts
-    that the driver loaded: the trial's node may have neither the ``--weights`` file nor
-    torchvision's cache.
+    ``config`` is the space's parameters and the study's trial (``STUDY_TRIAL``); ``base`` holds
+    what every trial shares; ``pretrained`` maps architectures to the state dicts that the driver
+    loaded: the trial's node may have neither the ``--weights`` file nor torchvision's cache.
     """
-    cfg = trial_config(base, config, weights_by_arch)
+    cfg = trial_config(base, trial_params(config), weights_by_arch)
     state = (pretrained or {}).get(cfg.arch) if cfg.weights is not None else None
     if cfg.device == "cpu":
         # Ray starts workers with OMP_NUM_THREADS=1; a trial gets as many threads as CPUs.
@@ -38,57 +44,47 @@ def train_trial(config: dict, data: CIFAR10Data, base: RunConfig, weights_by_arc
         cfg.threads = max(1, int(resources.get("CPU", 1)))
     node = ray.get_runtime_context().get_node_id()
     node_ip = ray.util.get_node_ip_address()
-    checkpoint = tune.get_checkpoint()
+    recorded = (config.get(STUDY_TRIAL) or {}).get("checkpoint")
+    candidates = [tune.get_checkpoint(), tune.Checkpoint(recorded) if recorded else None]
 
     with tempfile.TemporaryDirectory(prefix="trial-ckpt-") as ckpt_dir:
-        # Epochs Tune already has (a resume from an older checkpoint trains them again): reporting
-        # them twice would shift every later epoch's training_iteration, which ASHA and Optuna read.
-        told = epoch_of(checkpoint) if checkpoint is not None else 0
-
         def on_epoch(metrics: dict, written) -> None:
-            if metrics["epoch"] <= told:
-                return
             report = {k: metrics[k] for k in REPORTED if k in metrics}
             report.update(diverged=metrics.get("diverged", False), node=node, node_ip=node_ip)
             if written is not None:
-                saved = tune.Checkpoint.from_directory(ckpt_dir)
-                saved.set_metadata({"epoch": metrics["epoch"]})
-                tune.report(report, checkpoint=saved)
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(ckpt_dir))
             else:
                 tune.report(report)
 
-        fit(cfg, data, on_epoch, checkpoint_dir=ckpt_dir, resume_from=newest_loadable(checkpoint), pretrained=state)
-
-
-def epoch_of(checkpoint: tune.Checkpoint) -> int:
-    """The epoch ``checkpoint`` was reported at (its metadata; 0 for one written before it was kept)."""
-    try:
-        return int(checkpoint.get_metadata().get("epoch", 0))
-    except (OSError, ValueError):  # the metadata file of a damaged checkpoint
-        return 0
+        fit(cfg, data, on_epoch, checkpoint_dir=ckpt_dir, resume_from=newest_loadable(candidates),
+            pretrained=state)
 
 
 def kept_checkpoints(checkpoint: tune.Checkpoint | None) -> Iterator[tune.Checkpoint]:
-    """Tune's checkpoint of this trial, then the older ones it keeps beside it (``num_to_keep``), newest first."""
+    """``checkpoint``, then the older ones Tune keeps beside it (``num_to_keep``), newest first."""
     if checkpoint is None:
         return
     yield checkpoint
     parent = posixpath.dirname(checkpoint.path.rstrip("/"))
-    infos = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent))
+    try:
+        infos = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent))
+    except OSError:  # its folder is gone: loading the checkpoint itself says so
+        return
     older = [i.path for i in infos if i.type == pafs.FileType.Directory
              and posixpath.basename(i.path).startswith("checkpoint_") and i.path < checkpoint.path.rstrip("/")]
     for path in sorted(older, reverse=True):
         yield tune.Checkpoint(path, filesystem=checkpoint.filesystem)
 
 
-def newest_loadable(checkpoint: tune.Checkpoint | None) -> dict | None:
-    """The newest kept checkpoint of this trial that loads; a damaged one is skipped with a line saying so.
+def newest_loadable(checkpoints: list[tune.Checkpoint | None]) -> dict | None:
+    """The first of ``checkpoints``, or of the older ones kept beside each, that loads; a damaged one is skipped
+    with a line saying so.
 
     A trial killed while its storage was writing (a full disk, a node lost mid-upload) leaves a
     truncated newest checkpoint and a whole one before it: losing one epoch beats losing the trial.
     """
     damaged = []
-    for candidate in kept_checkpoints(checkpoint):
+    for candidate in (kept for checkpoint in checkpoints for kept in kept_checkpoints(checkpoint)):
         try:
             with candidate.as_directory() as folder:
                 path = find_checkpoint(folder)

@@ -1,0 +1,71 @@
+"""``StudyASHA``: asynchronous successive halving (ASHA) whose rungs are the study's intermediate values.
+
+ASHA (Li et al., "A System for Massively Parallel Hyperparameter Tuning", MLSys 2020) decides at
+each rung, epochs ``G, G*R, G*R^2, ...`` below ``max_t``: a trial that reaches a rung goes on if
+its val_acc there is in the top ``1/R`` of the values other trials had when they reached it, and
+stops otherwise. Ray's ``ASHAScheduler`` keeps those values in memory, so a resumed search would
+start with empty rungs and let every trial through. Here every value at a rung is a trial's
+intermediate value in the study (the searcher records each epoch, the result that stopped a trial
+included), so a resume decides as the interrupted search would have; a trial that passed a rung
+before the interruption, and reaches it again from an older checkpoint, has its value there
+already and goes on. The cutoff is Ray's: ``numpy.nanpercentile`` at ``(1 - 1/R) * 100`` of the
+other trials' values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from ..constants import METRIC
+from ..study import DIVERGED, EPOCH, own_trials
+from .searcher import study_number
+
+
+def asha_rungs(max_epochs: int, grace_period: int | None, reduction_factor: float | None) -> list[float]:
+    """The milestones at which ASHA decides, below ``max_epochs``: ``grace * rf**k``, as Ray's ASHAScheduler has them."""
+    if grace_period is None or reduction_factor is None or grace_period >= max_epochs:
+        return []
+    count = int(math.log(max_epochs / grace_period) / math.log(reduction_factor) + 1)
+    return [m for m in (grace_period * reduction_factor ** k for k in range(count)) if m < max_epochs]
+
+
+class StudyASHA(FIFOScheduler):
+    """ASHA with one bracket, on Tune's public scheduler interface; FIFO's order of starting trials."""
+
+    def __init__(self, study: optuna.Study, *, max_t: int, grace_period: int, reduction_factor: float) -> None:
+        super().__init__()
+        self.study, self.max_t, self.reduction_factor = study, max_t, reduction_factor
+        # A rung is decided at the first epoch at or past its milestone, as Ray's bracket does.
+        self.rung_epochs = sorted({math.ceil(m) for m in asha_rungs(max_t, grace_period, reduction_factor)})
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        epoch = result.get(EPOCH)
+        if epoch is None or result.get(DIVERGED):
+            return TrialScheduler.CONTINUE  # a diverged trial ends itself
+        if epoch >= self.max_t:
+            return TrialScheduler.STOP
+        if epoch not in self.rung_epochs:
+            return TrialScheduler.CONTINUE
+        return self.decide(study_number(trial), epoch, result[METRIC])
+
+    def decide(self, number: int, epoch: int, value: float) -> str:
+        """STOP or CONTINUE for trial ``number`` reaching the rung at ``epoch`` with ``value``."""
+        others = []
+        for t in own_trials(self.study):
+            reached = t.intermediate_values.get(epoch)
+            if t.number == number:
+                if reached is not None:
+                    return TrialScheduler.CONTINUE  # it passed this rung before an interruption
+            elif reached is not None:
+                others.append(reached)
+        if not others:
+            return TrialScheduler.CONTINUE
+        cutoff = np.nanpercentile(others, (1 - 1 / self.reduction_factor) * 100)
+        return TrialScheduler.STOP if value < cutoff else TrialScheduler.CONTINUE
+
+    def debug_string(self) -> str:
+        return f"StudyASHA: rungs at epochs {self.rung_epochs} of {self.max_t}, keeping the top 1/{self.reduction_factor:g}"
