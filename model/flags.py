@@ -53,15 +53,17 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = (),
+def add_config_args(parser, cls, *, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
                     defaults: dict | None = None) -> None:
-    """Add a flag for each field of ``cls`` (less ``skip``), with ``defaults`` replacing the fields' own.
+    """Add a flag for each field of ``cls`` (less ``skip``; only ``only``, in its order, when given), with
+    ``defaults`` replacing the fields' own. ``parser`` may be an argument group.
 
     The help says the default with ``DefaultsHelpFormatter`` (or ``ArgumentDefaultsHelpFormatter``).
     """
     hints = typing.get_type_hints(cls)
     defaults = defaults or {}
-    for f in dataclasses.fields(cls):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for f in (fields[name] for name in only) if only is not None else fields.values():
         meta = f.metadata
         if f.name in skip or meta.get("flag", True) is False or "help" not in meta:
             continue

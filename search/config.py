@@ -99,8 +99,9 @@ class SearchConfig(DataConfig):
                              choices=("asha", "fifo"))
     n_startup_trials: int | None = setting(None, "random trials before TPE models the results",
                                            default_text="max(4, num_samples // 4)")
-    time_budget: str | None = setting(None, "stop the search after this long (e.g. 90m, 2h, 3600s); trials cut short "
-                                            "are PRUNED", metavar="DURATION", defining=False)
+    time_budget: str | None = setting(None, "bound the whole command, search, retrain and report, to this long "
+                                            "(e.g. 10m, 2h, 3600s); trials cut short are PRUNED", metavar="DURATION",
+                                      defining=False)
     seed: int = setting(0, "seed of the sampler and of every trial")
     split_seed: int | None = setting(None, "seed of the validation split and --train-subset", default_text="--seed")
     # What each trial gets

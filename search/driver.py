@@ -131,7 +131,7 @@ def any_trial_started(out: Path) -> bool:
 
 
 @dataclass
-class _Plan:
+class _Setup:
     """What a search needs before Ray starts, all checked: its space, weights, recipe, data and warm start."""
 
     space: object
@@ -182,11 +182,11 @@ def _search(config: SearchConfig, resume: bool, out: Path, storage_path: str) ->
         warm = load_warm_trials(config, Path(config.warm_start), data.describe())
     with ray_session(config.address, config.verbose):
         return _tune(config, resume, out, storage_path, t_start,
-                     _Plan(space, info.params, weights, points, data, warm, budget))
+                     _Setup(space, info.params, weights, points, data, warm, budget))
 
 
 def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_start: float,
-          plan: _Plan) -> SearchResult:
+          plan: _Setup) -> SearchResult:
     import ray
     from ray import tune
 
@@ -237,18 +237,22 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
             trials_needed=min(config.num_samples, len(plan.recipes) + n_startup_trials(
                 config.num_samples, config.n_startup_trials)),
             max_images=None if config.retrain_epochs else max(epochs * per_epoch, PAPER_IMAGES))
+    slots = trial_slots(resources, config.cpus_per_trial, gpus, config.max_concurrent)
+    cost = estimate(config, plan, base, weights_by_arch, pretrained, gpus, slots,
+                    trials=config.num_samples - sum(t.state.is_finished() for t in own_trials(study)))
     stop = StopSearch()
     guard = DiskGuard(out, storage.local_folder(storage_path), stop)
     asha = config.scheduler == "asha"
     progress = progress_callbacks(study, config.num_samples, config.max_epochs, verbose=config.verbose >= 1,
                                   grace_period=config.grace_period if asha else None,
                                   reduction_factor=config.reduction_factor if asha else None,
-                                  deadline_s=budget, retrain=deadline)
+                                  deadline_s=budget, retrain=deadline, plan=cost)
     tuner = make_tuner(config, storage_path, trainable, make_searcher(config, study, study_storage, plan.space, stop),
                        make_scheduler(config, study), params=plan.params, time_budget_s=budget,
                        stoppers=[stop, *([deadline] if deadline else [])],
                        callbacks=[*progress, *([deadline] if deadline else []), guard])
-    extra = {**extra, "budget_plan": plan.budget.to_dict() if plan.budget else None}
+    extra = {**extra, "budget_plan": plan.budget.to_dict() if plan.budget else None,
+             "plan": cost.to_dict() if cost else None}
     # The earlier runs' wall time, kept should this run be killed too.
     write_started(out, config, started, data.describe(), {**extra, "wall_seconds": time.perf_counter() - t0})
     with stop_on_signals(stop, out):
@@ -316,6 +320,36 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
 
         print(f"  report: {build_report(out)}")
     return SearchResult.from_run(out)
+
+
+def estimate(config: SearchConfig, setup: _Setup, base, weights_by_arch: dict, pretrained: dict, gpus: float,
+             slots: int, trials: int):
+    """Time the search's first config where the trials run, print the plan line, and return the ``Plan``.
+
+    None, after a plan line that says why, when the timing failed: the search itself goes on.
+    """
+    import ray
+
+    from spaces.asks import sample_space
+
+    from .config import trial_config
+    from .plan import make_plan, plan_line, probe_data, timed_config_task, unmeasured_line
+
+    first = setup.recipes[0] if setup.recipes else sample_space(setup.space, 1, config.seed)[0].params
+    cfg = dataclasses.replace(trial_config(base, first, weights_by_arch), threads=max(1, int(config.cpus_per_trial)))
+    try:
+        task = ray.remote(num_cpus=config.cpus_per_trial, num_gpus=gpus, max_retries=0)(timed_config_task)
+        t0 = time.perf_counter()
+        speed, steps_s = ray.get(task.remote(cfg, probe_data(setup.data, cfg), pretrained.get(cfg.arch)))
+        start_s = max(0.0, time.perf_counter() - t0 - steps_s)  # the worker's start, as each trial's
+    except Exception as e:  # a config the device cannot run (memory), a node lost: the trials will say it better
+        print(unmeasured_line(config, trials, setup.data, slots, f"{e.__class__.__name__}: {str(e).splitlines()[0]}"),
+              flush=True)
+        return None
+    cost = make_plan(config, base=base, space=setup.space, first=first, weights_by_arch=weights_by_arch,
+                     data=setup.data, speed=speed, start_s=start_s, trials=trials, slots=slots)
+    print(plan_line(cost, config), flush=True)
+    return cost
 
 
 def preflight(config: SearchConfig, storage_path: str, gpus: float) -> dict:

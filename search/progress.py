@@ -41,11 +41,12 @@ HEARTBEAT_S = 60.0  # in a log, a status line when nothing else was printed for 
 def progress_callbacks(study, num_samples: int, max_epochs: int, verbose: bool = False,
                        stream: TextIO | None = None, *, grace_period: int | None = None,
                        reduction_factor: float | None = None, deadline_s: float | None = None,
-                       retrain=None) -> list[Callback]:
+                       retrain=None, plan=None) -> list[Callback]:
     """The callbacks to add to ``RunConfig(callbacks=...)``: ``[SearchProgress(...)]``, or ``[]`` when verbose.
 
     With ``verbose`` Tune's own table is wanted instead, and two displays would overwrite each other.
-    ``study``: the search's, whose finished trials (a resumed search's) are counted from the start.
+    ``study``: the search's, whose finished trials (a resumed search's) are counted from the start;
+    ``plan``: the search's ``search.plan.Plan``, whose measured speed places the first epochs.
     ``grace_period``/``reduction_factor``: ASHA's, for the estimate (None: every trial runs
     ``max_epochs``). ``deadline_s``: the ``TuneConfig(time_budget_s=...)`` of the run, if any;
     ``retrain``: the ``RetrainDeadline`` that ends the search earlier, to keep time for the retrain.
@@ -53,7 +54,8 @@ def progress_callbacks(study, num_samples: int, max_epochs: int, verbose: bool =
     if verbose:
         return []
     return [SearchProgress(num_samples, max_epochs, study=study, stream=stream, grace_period=grace_period,
-                           reduction_factor=reduction_factor, deadline_s=deadline_s, retrain=retrain)]
+                           reduction_factor=reduction_factor, deadline_s=deadline_s, retrain=retrain,
+                           planned_epoch_s=plan.epoch_seconds() if plan is not None else None)]
 
 
 def expected_epochs_left(done: int, max_epochs: int, rungs: list[int], reduction_factor: float | None) -> float:
@@ -91,15 +93,15 @@ class SearchProgress(Callback):
 
     def __init__(self, num_samples: int, max_epochs: int, *, study=None, stream: TextIO | None = None,
                  grace_period: int | None = None, reduction_factor: float | None = None,
-                 deadline_s: float | None = None, retrain=None, images_per_epoch: int | None = None,
-                 images_per_second: float | None = None, clock: Callable[[], float] = time.monotonic):
+                 deadline_s: float | None = None, retrain=None, planned_epoch_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.num_samples, self.max_epochs, self.study = num_samples, max_epochs, study
         self.retrain = retrain  # search.deadline.RetrainDeadline, or None
         self.stream = stream if stream is not None else sys.stdout
         self.rungs = asha_rungs(max_epochs, grace_period, reduction_factor)
         self.reduction_factor = reduction_factor
-        # For the estimate inside an epoch before any epoch was timed: the plan's measured speed.
-        self.images_per_epoch, self.images_per_second = images_per_epoch, images_per_second
+        # An epoch's seconds as the plan estimated them from its measured speed, until epochs are timed.
+        self.planned_epoch_s = planned_epoch_s
         self.clock = clock
         self.deadline_s = deadline_s
         self.start = self.deadline = None
@@ -189,8 +191,8 @@ class SearchProgress(Callback):
         return found
 
     def eta_seconds(self) -> float | None:
-        """Estimated seconds until the search ends, or None before any epoch was timed."""
-        if self.epochs_timed == 0:
+        """Estimated seconds until the search ends, or None before any epoch was timed (or planned)."""
+        if self.epoch_time() is None:
             return None
         not_started = max(self.num_samples - len(self.outcome) - len(self.running), 0)
         work = sum(expected_epochs_left(self.epochs.get(t, 0), self.max_epochs, self.rungs, self.reduction_factor)
@@ -208,9 +210,7 @@ class SearchProgress(Callback):
         """Seconds of one epoch: the mean measured so far, or before any, the plan's estimate."""
         if self.epochs_timed:
             return self.epoch_seconds / self.epochs_timed
-        if self.images_per_epoch and self.images_per_second:
-            return self.images_per_epoch / self.images_per_second
-        return None
+        return self.planned_epoch_s
 
     def search_end(self) -> float | None:
         """When the time budget ends the search: Tune's cap, or earlier the moment the retrain still fits."""

@@ -290,8 +290,8 @@ def test_a_narrow_terminal_keeps_the_counts_and_the_eta(monkeypatch):
 def test_inside_the_first_epoch_the_plans_speed_moves_the_estimate_on_a_terminal(monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     clock, out = Clock(), Terminal()
-    # The plan measured 100 images/s, and an epoch is 4,000 images: 40 s, before any epoch was timed.
-    p = make(stream=out, clock=clock, images_per_epoch=4000, images_per_second=100.0)
+    # The plan measured its speed: an epoch should take 40 s, before any epoch was timed.
+    p = make(stream=out, clock=clock, planned_epoch_s=40.0)
     p.on_trial_start(0, [], trial("a"))
     seen = []
     for _ in range(3):  # the first epoch has not ended: only the plan's speed says where it is

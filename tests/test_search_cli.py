@@ -173,3 +173,23 @@ def test_a_weights_file_reaches_trials_that_cannot_open_it(tmp_path, image_folde
     best = json.loads((out / "best" / "config.json").read_text())
     assert best["config"]["weights"] == str(weights)  # the config still says where the weights came from
     assert json.loads((out / "best" / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_help_leads_with_what_a_first_search_needs():
+    import dataclasses
+
+    from search.cli import GROUPS
+    from search.config import SearchConfig
+
+    parser = get_args_parser()
+    groups = [(g.title, [a.dest for a in g._group_actions]) for g in parser._action_groups if g._group_actions]
+    assert [title for title, _ in groups] == ["options", "the search", "resources", "the algorithm",
+                                              "after the search", "advanced"]
+    assert groups[1][1] == ["space", "data", "time_budget", "num_samples", "max_epochs", "out", "resume"]
+    # Every field is a flag once, in one group, and the help says each default once.
+    dests = [d for _, names in groups[1:] for d in names if d != "resume"]
+    assert sorted(dests) == sorted(f.name for f in dataclasses.fields(SearchConfig)) and len(set(dests)) == len(dests)
+    assert set(GROUPS["the search"]) <= set(dests)
+    text = parser.format_help()
+    assert text.index("the search:") < text.index("resources:") < text.index("advanced:")
+    assert text.count("(default: 32)") == 1
