@@ -29,8 +29,10 @@ from optuna.trial import TrialState
 from .constants import METRIC, study_url
 
 # What each Tune result carries: the trial's own epoch (a resumed trial's first result in a new Tune
-# run is not Tune's training_iteration 1), its val_acc, and whether the loss went non-finite.
+# run is not Tune's training_iteration 1), the epochs it is to run, its val_acc, and whether the loss
+# went non-finite.
 EPOCH = "epoch"
+PLANNED_EPOCHS = "planned_epochs"  # --max-epochs for this project's trials; a space that searches epochs, its own
 DIVERGED = "diverged"
 
 # The study's user attributes of a trial, written by the searcher and read by everything else.
@@ -77,8 +79,9 @@ def trial_handle(study: optuna.Study, storage: optuna.storages.BaseStorage, numb
 
 
 def ran_all_epochs(result: dict | None, max_t: int) -> bool:
-    """The one rule for a COMPLETE trial: its last result is epoch ``max_t`` (or later) and did not diverge."""
-    return bool(result) and not result.get(DIVERGED) and result.get(EPOCH, 0) >= max_t
+    """The one rule for a COMPLETE trial: its last result is its last planned epoch (``max_t`` unless the result
+    says less) and did not diverge."""
+    return bool(result) and not result.get(DIVERGED) and result.get(EPOCH, 0) >= result.get(PLANNED_EPOCHS, max_t)
 
 
 def outcome(result: dict | None, error: bool, max_t: int) -> tuple[TrialState, float | None, dict]:

@@ -39,6 +39,12 @@ STUDY_TRIAL = "study_trial"  # the config key of a Tune trial's trial of the stu
 MAX_BAD_SUGGESTIONS = 20  # in a row: the space is broken, not unlucky
 
 
+def check_suggestion(params: dict) -> None:
+    """What a trial would build, checked when it is suggested: a bad suggestion fails once, not in three retries
+    of a trial. The search sets epochs, seed and device, so RunConfig's defaults stand in for them."""
+    RunConfig.from_dict({**RunConfig().to_dict(), **params})
+
+
 def study_number(trial) -> int | None:
     """The number of the study's trial that a Tune trial runs, from its config."""
     return ((getattr(trial, "config", None) or {}).get(STUDY_TRIAL) or {}).get("number")
@@ -52,15 +58,16 @@ def trial_params(config: dict) -> dict:
 class StudySearcher(Searcher):
     """The study's trials, handed to Tune and told back (see the module docstring).
 
-    ``space``: the define-by-run function, called on each new ``optuna.Trial``; ``stop``: the
-    run's ``StopSearch``, after which a trial Tune ends in error (its worker killed by the same
-    signal) is left RUNNING for ``--resume`` rather than told FAIL.
+    ``space``: the define-by-run function, called on each new ``optuna.Trial``; ``validate``:
+    raises for a suggestion the trial could not run (``check_suggestion``), so that it fails
+    once, here; ``stop``: the run's ``StopSearch``, after which a trial Tune ends in error (its
+    worker killed by the same signal) is left RUNNING for ``--resume`` rather than told FAIL.
     """
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, space, *, num_samples: int,
-                 max_t: int, stop=None) -> None:
+                 max_t: int, validate=None, stop=None) -> None:
         super().__init__(metric=METRIC, mode=MODE)
-        self.study, self.storage, self.space = study, storage, space
+        self.study, self.storage, self.space, self.validate = study, storage, space, validate
         self.num_samples, self.max_t, self.stop = num_samples, max_t, stop
         self._trials: dict[str, optuna.trial.Trial] = {}  # Tune trial id -> the study's trial it runs
         self._steps: dict[str, set[int]] = {}  # Tune trial id -> the epochs its trial already holds
@@ -80,9 +87,8 @@ class StudySearcher(Searcher):
         trial = self.study.ask()
         try:
             self.space(trial)
-            # What the trial would build, checked now: a bad suggestion fails here once, not in
-            # three retries of a trial. The search sets epochs, seed and device, so defaults do.
-            RunConfig.from_dict({**RunConfig().to_dict(), **trial.params})
+            if self.validate is not None:
+                self.validate(trial.params)
         except (Exception, SystemExit) as e:  # a user's space that breaks mid-search
             self._fail_suggestion(trial, e)
             return None  # Tune asks again: the next suggestion is a new trial of the study

@@ -22,6 +22,7 @@ from model.data import CIFAR10Data
 from model.train import fit
 
 from ..config import trial_config
+from ..study import DIVERGED, NODE, NODE_IP, PLANNED_EPOCHS
 from .searcher import STUDY_TRIAL, trial_params
 
 # Reported every epoch. Selection uses the validation metrics only: trials never see the test set.
@@ -50,7 +51,8 @@ def train_trial(config: dict, data: CIFAR10Data, base: RunConfig, weights_by_arc
     with tempfile.TemporaryDirectory(prefix="trial-ckpt-") as ckpt_dir:
         def on_epoch(metrics: dict, written) -> None:
             report = {k: metrics[k] for k in REPORTED if k in metrics}
-            report.update(diverged=metrics.get("diverged", False), node=node, node_ip=node_ip)
+            report.update({PLANNED_EPOCHS: cfg.epochs, DIVERGED: metrics.get("diverged", False), NODE: node,
+                           NODE_IP: node_ip})
             if written is not None:
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(ckpt_dir))
             else:

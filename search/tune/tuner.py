@@ -9,7 +9,7 @@ from ..config import SearchConfig
 from ..constants import EXPERIMENT, METRIC, MODE
 from .callbacks import RecordCheckpoints, StopSearch
 from .scheduler import StudyASHA
-from .searcher import StudySearcher, study_number
+from .searcher import StudySearcher, check_suggestion, study_number
 
 # Column headers of Tune's progress table (--verbose 1), kept short so that the table fits a terminal.
 SHORT_NAMES = {"weight_decay": "wd", "batch_size": "bs", "label_smoothing": "smooth", "frozen_stages": "frozen",
@@ -24,7 +24,8 @@ def trial_dirname(trial) -> str:
 def make_searcher(config: SearchConfig, study: optuna.Study, storage: optuna.storages.BaseStorage, space,
                   stop: StopSearch | None = None) -> StudySearcher:
     """``space`` searched in ``study`` (its sampler is the study's), ``--num-samples`` trials in all."""
-    return StudySearcher(study, storage, space, num_samples=config.num_samples, max_t=config.max_epochs, stop=stop)
+    return StudySearcher(study, storage, space, num_samples=config.num_samples, max_t=config.max_epochs,
+                         validate=check_suggestion, stop=stop)
 
 
 def make_scheduler(config: SearchConfig, study: optuna.Study) -> StudyASHA | FIFOScheduler:
