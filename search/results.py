@@ -44,6 +44,9 @@ class SearchResult:
                    test_acc=metrics.get("test_acc"), interrupted=bool(summary.get("interrupted")))
 
 
+ATTR_COLUMNS = (WALL_SECONDS, NODE, NODE_IP, RAY_TRIAL_ID, FAIL_REASON)  # trials.csv's columns from user attrs
+
+
 def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial of the study: number, origin, state, params, epochs, best/last val_acc, Optuna's value,
     wall time, node, Tune trial id and why it failed.
@@ -61,18 +64,14 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
             "origin": WARM_START if is_warm_start(t) else "search",
             "state": t.state.name,
             **{f"params_{k}": v for k, v in t.params.items()},
-            "epochs": t.user_attrs.get(EPOCHS, len(values)),
+            EPOCHS: t.user_attrs.get(EPOCHS, len(values)),
             f"best_{METRIC}": max(values) if values else None,
             f"last_{METRIC}": values[-1] if values else None,
             METRIC: t.value,  # Optuna's: a COMPLETE trial's last epoch, a PRUNED one's last before it stopped
-            "wall_seconds": t.user_attrs.get(WALL_SECONDS),
-            "node": t.user_attrs.get(NODE),
-            "node_ip": t.user_attrs.get(NODE_IP),
-            "ray_trial_id": t.user_attrs.get(RAY_TRIAL_ID),
-            "fail_reason": t.user_attrs.get(FAIL_REASON),
+            **{key: t.user_attrs.get(key) for key in ATTR_COLUMNS},
         })
-    columns = ["number", "origin", "state", *[f"params_{n}" for n in names], "epochs", f"best_{METRIC}",
-               f"last_{METRIC}", METRIC, "wall_seconds", "node", "node_ip", "ray_trial_id", "fail_reason"]
+    columns = ["number", "origin", "state", *[f"params_{n}" for n in names], EPOCHS, f"best_{METRIC}",
+               f"last_{METRIC}", METRIC, *ATTR_COLUMNS]
     table = pd.DataFrame(rows, columns=columns)
     for n in names:
         # As the space gave them: an int asked by some trials only must not turn into a float.
