@@ -186,7 +186,7 @@ def _search(config: SearchConfig, resume: bool, out: Path, storage_path: str) ->
 
 
 def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_start: float,
-          plan: _Setup) -> SearchResult:
+          setup: _Setup) -> SearchResult:
     import ray
     from ray import tune
 
@@ -194,7 +194,7 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     from .tune.trainable import train_trial
     from .tune.tuner import make_scheduler, make_searcher, make_tuner
 
-    data, warm = plan.data, plan.warm
+    data, warm = setup.data, setup.warm
     resources = ray.cluster_resources()
     gpus = resolve_gpus(config.gpus_per_trial, resources.get("GPU", 0))
     if config.address is None and config.cpus_per_trial > resources.get("CPU", 0):
@@ -203,8 +203,8 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
                           f"{resources.get('CPU', 0):g} CPUs; lower it or join a cluster with --address")
     extra = preflight(config, storage_path, gpus)
     base = config.base_run_config(trial_device(gpus))
-    weights_by_arch = {arch: label for arch, (label, _) in plan.weights.items()}
-    pretrained = {arch: state for arch, (_, state) in plan.weights.items()}
+    weights_by_arch = {arch: label for arch, (label, _) in setup.weights.items()}
+    pretrained = {arch: state for arch, (_, state) in setup.weights.items()}
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=data, base=base, weights_by_arch=weights_by_arch,
                              pretrained=pretrained),
@@ -221,9 +221,12 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
         started = previous.get("started", started)
         t0 -= previous.get("wall_seconds") or 0.0
     else:
-        enqueue_recipes(study, plan.recipes, config.num_samples)
+        enqueue_recipes(study, setup.recipes, config.num_samples)
         if warm is not None:
             warm.add_to(study)
+    slots = trial_slots(resources, config.cpus_per_trial, gpus, config.max_concurrent)
+    cost = estimate(config, setup, base, weights_by_arch, pretrained, gpus, slots,
+                    trials=config.num_samples - sum(t.state.is_finished() for t in own_trials(study)))
     budget = config.time_budget_s - (time.perf_counter() - t_start) if config.time_budget else None
     deadline = None
     if budget is not None and config.retrain:
@@ -233,13 +236,9 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
         deadline = RetrainDeadline(
             time.monotonic() + budget, epochs * per_epoch, config.max_epochs,
             budget_s=None if config.retrain_epochs else config.time_budget_s, share=config.retrain_share,
-            slots=trial_slots(resources, config.cpus_per_trial, gpus, config.max_concurrent),
-            trials_needed=min(config.num_samples, len(plan.recipes) + n_startup_trials(
+            slots=slots, trials_needed=min(config.num_samples, len(setup.recipes) + n_startup_trials(
                 config.num_samples, config.n_startup_trials)),
             max_images=None if config.retrain_epochs else max(epochs * per_epoch, PAPER_IMAGES))
-    slots = trial_slots(resources, config.cpus_per_trial, gpus, config.max_concurrent)
-    cost = estimate(config, plan, base, weights_by_arch, pretrained, gpus, slots,
-                    trials=config.num_samples - sum(t.state.is_finished() for t in own_trials(study)))
     stop = StopSearch()
     guard = DiskGuard(out, storage.local_folder(storage_path), stop)
     asha = config.scheduler == "asha"
@@ -247,11 +246,11 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
                                   grace_period=config.grace_period if asha else None,
                                   reduction_factor=config.reduction_factor if asha else None,
                                   deadline_s=budget, retrain=deadline, plan=cost)
-    tuner = make_tuner(config, storage_path, trainable, make_searcher(config, study, study_storage, plan.space, stop),
-                       make_scheduler(config, study), params=plan.params, time_budget_s=budget,
+    tuner = make_tuner(config, storage_path, trainable, make_searcher(config, study, study_storage, setup.space, stop),
+                       make_scheduler(config, study), params=setup.params, time_budget_s=budget,
                        stoppers=[stop, *([deadline] if deadline else [])],
                        callbacks=[*progress, *([deadline] if deadline else []), guard])
-    extra = {**extra, "budget_plan": plan.budget.to_dict() if plan.budget else None,
+    extra = {**extra, "budget_plan": setup.budget.to_dict() if setup.budget else None,
              "plan": cost.to_dict() if cost else None}
     # The earlier runs' wall time, kept should this run be killed too.
     write_started(out, config, started, data.describe(), {**extra, "wall_seconds": time.perf_counter() - t0})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
+from pathlib import Path
 
 import optuna
 import pytest
 
-from benchmarks.curves import protocol, stats
+from benchmarks.curves import protocol, stats, testbed
 from benchmarks.curves.simulate import NearestCurve, simulate
 from benchmarks.curves.table import RECORD_COLUMNS, Curve, read_table
 from search.tune.searcher import trial_params
@@ -52,23 +54,34 @@ def test_asha_budget_arithmetic():
     assert protocol.num_trials(protocol.Arm("g2", grace_period=2), 30, 12) == 90
     # As shipped, grace is half of max_t: one rung at 6, so 6 + 6/3 = 8 epochs a trial, 45 trials.
     assert protocol.num_trials(protocol.ARMS["tpe_asha"], 30, 12) == 45
+    quarter = protocol.ARMS["tpe_asha_grace_quarter"]
+    assert (quarter.grace(12), quarter.grace(100), protocol.ARMS["tpe_asha"].grace(100)) == (3, 25, 50)
+    # opda: a trial plans 20..100 epochs, 60 on average, so 20 x 100 / 60 trials without ASHA; with the rung at 50,
+    # a trial planning e > 50 epochs runs 50 + (e - 50) / 3 on average: 49.5 epochs a trial over the 81 lengths.
+    planned = list(range(20, 101))
+    assert protocol.num_trials(protocol.ARMS["random_fifo"], 20, 100, planned) == 34
+    per_trial = (sum(range(20, 51)) + sum(50 + (e - 50) / 3 for e in range(51, 101))) / 81
+    assert protocol.num_trials(protocol.ARMS["tpe_asha"], 20, 100, planned) == math.ceil(2000 / per_trial) == 41
+    assert protocol.num_trials(protocol.ARMS["optuna_hyperband"], 20, 100, planned) == protocol.UNLIMITED
 
 
 def test_summary_ranks_and_tests_on_hand_made_runs():
     runs = []
     for seed in range(4):
-        # The baseline reaches regret 0.5 at the end; "good" reaches 0.1 at half the budget.
+        # The baseline reaches regret 0.5 at the end; "good" reaches 0.1 at half the budget, in a quarter of the time.
         runs.append({"arm": "random_fifo", "seed": seed, "epochs": [10, 20], "seconds": [5.0, 10.0],
-                     "regret": [1.0, 0.5], "trials": [{"mismatch": 0, "distance": 0.0}]})
-        runs.append({"arm": "good", "seed": seed, "epochs": [10, 20], "seconds": [5.0, 10.0],
-                     "regret": [0.1, 0.1], "trials": [{"mismatch": 1, "distance": 0.3}]})
+                     "regret": [1.0, 0.5], "stopped": ["complete"], "mismatch": [0], "distance": [0.0]})
+        runs.append({"arm": "good", "seed": seed, "epochs": [10, 20], "seconds": [2.5, 5.0],
+                     "regret": [0.1, 0.1], "stopped": ["scheduler", ""], "mismatch": [1, 0], "distance": [0.3, 0.1]})
     s = protocol.summarise(runs, budget=2, max_t=10)
     good, base = s["arms"]["good"], s["arms"]["random_fifo"]
     assert good["final_regret"] == pytest.approx(0.1) and base["final_regret"] == pytest.approx(0.5)
     assert good["final_rank"] == 1.0 and base["final_rank"] == 2.0
     assert good["reach_ratio"] == 0.5 and base["reach_ratio"] == 1.0
+    assert good["speedup_epochs"] == 2.0 and good["speedup_seconds"] == 4.0
+    assert good["trials_by_end"] == {"running": 1.0, "scheduler": 1.0} and good["epochs_spent"] == 20
     assert good["tests"]["1.0"]["sign"] == {"wins": 4, "losses": 0, "ties": 0, "p": 0.125}
-    assert s["nearest"]["exact_categoricals"] == 0.5 and s["nearest"]["far"] == 0.5
+    assert s["nearest"]["exact_categoricals"] == pytest.approx(2 / 3) and s["nearest"]["far"] == pytest.approx(1 / 3)
 
 
 # --- the table and the nearest neighbour --------------------------------------------------
@@ -88,7 +101,7 @@ def test_table_round_trip(tmp_path):
 
 
 def test_simulated_search_applies_the_budget_plan_of_the_tables_budget(tmp_path):
-    from benchmarks.curves.__main__ import load_space
+    from benchmarks.curves.testbed import load_space
     from spaces.definitions import SCRATCH_RECIPE, SHORT_RECIPES
 
     path = tmp_path / "t.csv"
@@ -181,7 +194,22 @@ def test_simulator_clock_with_two_workers_and_a_budget():
     assert searcher.told == [("00000", 2), ("00002", 2), ("00001", 2)]
     cut = simulate(_FifoSearcher([c.params for c in curves]), None, NearestCurve(curves, DISTS), num_samples=3,
                    max_t=2, workers=2, budget_epochs=3)
-    assert cut.trace[-1][0] == 3 and [t.stopped for t in cut.trials] == ["max_t", "budget", ""]
+    assert cut.trace[-1][0] == 3 and [t.stopped for t in cut.trials] == ["complete", "budget", ""]
+
+
+def test_a_trial_that_plans_fewer_epochs_completes_at_its_own_epochs_and_can_be_the_incumbent():
+    # A space that searches epochs (as opda's): max_t 4, a 2-epoch run is COMPLETE at epoch 2 and, better than the
+    # 4-epoch run, the incumbent; a curve that ends before its planned epochs (1-NN of a shorter run) is not.
+    dists = {"epochs": optuna.distributions.IntDistribution(1, 4), **DISTS}
+    curves = [Curve(0, {"epochs": 4, "lr": 0.01, "batch_size": 32}, [0.1, 0.2, 0.3, 0.4], [1.0] * 4),
+              Curve(1, {"epochs": 2, "lr": 0.1, "batch_size": 32}, [0.3, 0.6], [1.0] * 2)]
+    searcher = _FifoSearcher([{"epochs": 4, "lr": 0.01, "batch_size": 32}, {"epochs": 2, "lr": 0.1, "batch_size": 32},
+                              {"epochs": 3, "lr": 0.1, "batch_size": 32}])
+    result = simulate(searcher, None, NearestCurve(curves, dists), num_samples=3, max_t=4, workers=1,
+                      epochs_param="epochs")
+    assert [(t.planned, t.epochs, t.stopped) for t in result.trials] == [(4, 4, "complete"), (2, 2, "complete"),
+                                                                         (3, 2, "short")]
+    assert [inc for _, _, inc in result.trace] == [None, None, None, 0.4, 0.4, 0.6, 0.6, 0.6]
 
 
 @pytest.mark.slow
@@ -219,3 +247,89 @@ def test_simulator_makes_the_same_decisions_as_ray_tune(tmp_path):
     assert len(real) == 8
     assert {s for _, s, _ in real} == {"COMPLETE", "PRUNED"}  # ASHA stopped some, others ran to the end
     assert real == simulated
+
+
+# --- the shipped searcher and scheduler on slices of the two tables ------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR_TABLE = ROOT / "benchmarks" / "curves" / "scratch-resnet20.csv"
+OPDA_TABLE = ROOT.parent / "shared" / "data" / "opda-alexnet" / "alexnet_tuning.results.jsonl"
+
+
+def _cifar_slice(tmp_path, configs: int = 32) -> str:
+    """The recorded CIFAR table's header and its first ``configs`` configs."""
+    lines = CIFAR_TABLE.read_text().splitlines()
+    body = [line for line in lines if not line.startswith("#")]
+    keep = [line for line in body[1:] if int(line.split(",")[0]) < configs]
+    path = tmp_path / "cifar-slice.csv"
+    path.write_text("\n".join([line for line in lines if line.startswith("#")] + body[:1] + keep) + "\n")
+    return str(path)
+
+
+def _opda_slice(tmp_path, runs: int = 96) -> str:
+    """opda's first ``runs`` lines, in a temporary file (never in the repository)."""
+    path = tmp_path / "opda-slice.jsonl"
+    path.write_text("\n".join(OPDA_TABLE.read_text().splitlines()[:runs]) + "\n")
+    return str(path)
+
+
+def _shipped(bed, budget: int, workers: int, seed: int = 0):
+    """The shipped search on ``bed``, as protocol.run_one runs it, with its searcher at hand to read the study."""
+    arm = protocol.ARMS[protocol.SHIPPED]
+    n = protocol.num_trials(arm, budget, bed.max_t, bed.planned_choices())
+    space, recipes = bed.spaces[arm.space]
+    searcher, scheduler = protocol.build_search(arm, space, recipes, seed, n, bed.max_t,
+                                                check_suggestion=bed.check_suggestion)
+    result = simulate(searcher, scheduler, bed.lookup, num_samples=n, max_t=bed.max_t, workers=workers,
+                      budget_epochs=budget * bed.max_t, epochs_param=bed.epochs_param)
+    states = Counter(t.state.name for t in searcher.study.trials)
+    return n, result, states, searcher.study
+
+
+def test_the_shipped_search_on_a_slice_of_the_cifar_table(tmp_path):
+    bed = testbed.load(_cifar_slice(tmp_path))
+    assert (len(bed.curves), bed.max_t, bed.check_suggestion, bed.epochs_param) == (32, 12, True, None)
+    # 10 full trials = 120 trial-epochs; grace 6 and R 3: 8 epochs a trial, so 15 trials, 4 at once.
+    n, result, states, study = _shipped(bed, budget=10, workers=4)
+    assert n == 15 and result.trace[-1][0] == 120
+    assert Counter(t.stopped for t in result.trials) == {"scheduler": 10, "complete": 5}
+    assert states == {"PRUNED": 10, "COMPLETE": 5}  # the study says what the simulator says
+    assert {t.epochs for t in result.trials if t.stopped == "scheduler"} == {6}
+    # The budget plan's two recipes go first, then TPE's random start.
+    assert [t.params for t in result.trials[:2]] == bed.spaces["budget"][1]
+    best = max(t.curve.val_acc[-1] for t in result.trials if t.stopped == "complete")
+    assert result.trace[-1][2] == best == pytest.approx(0.535332, abs=1e-6)
+    assert study.best_value == best
+
+
+@pytest.mark.skipif(not OPDA_TABLE.exists(), reason=f"opda's AlexNet data is not at {OPDA_TABLE} (see the README of "
+                                                     "benchmarks/: it is read from ../shared, never copied here)")
+def test_the_shipped_search_on_a_slice_of_opdas_table(tmp_path):
+    bed = testbed.load(_opda_slice(tmp_path))
+    assert (len(bed.curves), bed.max_t, bed.check_suggestion, bed.epochs_param) == (96, 100, False, "epochs")
+    # 10 full trials = 1,000 trial-epochs; with ASHA's one rung at 50, an average trial runs 49.5 epochs: 21 trials.
+    n, result, states, study = _shipped(bed, budget=10, workers=4)
+    assert n == 21
+    ends = Counter(t.stopped for t in result.trials)
+    assert ends == {"scheduler": 8, "diverged": 7, "complete": 6}
+    # The searcher has no RunConfig check here: opda's names are asked and none is refused; diverged runs FAIL.
+    assert states == {"PRUNED": 8, "FAIL": 7, "COMPLETE": 6}
+    # A trial is COMPLETE when it ran its own planned epochs, fewer than max_t; ASHA stops at its rung, epoch 50.
+    complete = [t for t in result.trials if t.stopped == "complete"]
+    assert all(t.epochs == t.planned == t.params["epochs"] for t in complete) and min(t.planned for t in complete) < 100
+    assert {t.epochs for t in result.trials if t.stopped == "scheduler"} == {50}
+    # Every trial ended within the budget: 21 trials used 736 of the 1,000 trial-epochs.
+    assert result.trace[-1][0] == 736
+    best = max(t.curve.val_acc[-1] for t in complete)
+    assert result.trace[-1][2] == best == pytest.approx(0.516813, abs=1e-6) == study.best_value
+
+
+def test_plain_optuna_prunes_with_hyperband_on_the_simulated_clock(tmp_path):
+    bed = testbed.load(_cifar_slice(tmp_path))
+    run = protocol.run_one(protocol.ARMS["optuna_hyperband"], bed, seed=0, budget=10, workers=4, keep_trials=True)
+    # No trial limit: the 120 trial-epochs end the search, the last trials cut or still running.
+    assert run["num_samples"] is None and run["epochs"][-1] == 120
+    ends = Counter(run["stopped"])
+    assert ends["scheduler"] > 0 and ends["complete"] > 0 and ends["scheduler"] + ends["complete"] + ends[
+        "budget"] + ends[""] == len(run["stopped"])
+    assert all(t["epochs"] < 12 for t in run["trials"] if t["stopped"] == "scheduler")

@@ -18,7 +18,7 @@ from search.tune.callbacks import StopSearch
 from tests._mounts import tmpfs
 from tests._searches import ROOT, SEARCH, load_study, run_search, started_and_finished
 
-DISK_SEARCH = [*SEARCH, "--num-samples", "4", "--max-epochs", "3", "--no-retrain", "--no-report"]
+DISK_SEARCH = [*SEARCH, "--num-samples", "4", "--max-epochs", "3", "--scheduler", "fifo", "--no-retrain", "--no-report"]
 
 
 def test_a_full_disk_is_recognised_wherever_it_surfaced():

@@ -62,7 +62,9 @@ def test_search_records_complete_and_pruned_trials(finished_search):
     best_trial = study.trials[best["trial"]]
     assert best_trial.state == optuna.trial.TrialState.COMPLETE
     assert best["val_acc"] == max(t.value for t in complete) and best["config"]["epochs"] == 3
-    assert best["val_acc"] > 0.5  # learnable data: chance is 0.1
+    # Learnable data: chance is 0.1. The best of these 8 three-epoch trials reached 0.50 to 0.6 in runs here
+    # (two trials at once make the TPE half of the search depend on timing).
+    assert best["val_acc"] >= 0.45
     summary = json.loads((out / "search.json").read_text())
     assert summary["completed"] == len(complete) and summary["pruned"] == len(pruned)
     assert "completed" in proc.stdout and "pruned" in proc.stdout and "best val_acc" in proc.stdout
