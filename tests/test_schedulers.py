@@ -64,6 +64,16 @@ def test_the_study_records_how_each_trial_ended(tmp_path):
     assert trials["e"].state == TrialState.COMPLETE and trials["e"].value == 0.65
 
 
+def test_a_trial_that_plans_fewer_epochs_is_complete_at_its_last(tmp_path):
+    # A space that searches the epochs themselves (the benchmark's ImageNet table): max_t is the most any trial runs.
+    study, searcher = open_search(tmp_path, max_t=100)
+    searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.on_trial_complete("a", result(40, 0.5, planned_epochs=40))
+    searcher.on_trial_complete("b", result(40, 0.6, planned_epochs=100))  # stopped at 40 of its 100: by ASHA
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+
+
 def test_a_resumed_search_runs_its_unfinished_trials_first_from_their_checkpoints(tmp_path):
     study, first = open_search(tmp_path, num_samples=4)
     enqueue_recipes(study, [{"arch": "resnet20", "lr": 0.1, "batch_size": 64, "augment": "flip"}], 4)
