@@ -289,7 +289,10 @@ class SearchProgress(Callback):
             self.running[key] = self.clock()  # a result: the next epoch begins
 
     def _budget_over(self) -> bool:
-        # Tune's own budget clock starts a moment after this one: a second of slack.
+        """Whether --time-budget ended the search: the deadline that keeps time for the retrain fired, or Tune's cap
+        passed (its clock starts a moment after this one: a second of slack)."""
+        if self.retrain is not None and self.retrain.fired:
+            return True
         return self.deadline is not None and self.clock() >= self.deadline - 1.0
 
     def _finish(self, trial, error: bool) -> None:

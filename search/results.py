@@ -15,8 +15,8 @@ from model.config import RunConfig
 
 from .config import SearchConfig, trial_config
 from .constants import BEST, BEST_CONFIG, BEST_METRICS, EXPERIMENT, METRIC, SEARCH_JSON, STUDY_DB, TRIALS_CSV, study_url
-from .study import (EPOCHS, FAIL_REASON, NODE, NODE_IP, RAY_TRIAL_ID, WALL_SECONDS, WARM_START,
-                    best_complete_trial, curve, is_warm_start)
+from .study import (BUDGET, EPOCHS, FAIL_REASON, NODE, NODE_IP, RAY_TRIAL_ID, WALL_SECONDS, WARM_START,
+                    best_complete_trial, curve, is_warm_start, label, own_trials)
 
 
 @dataclass
@@ -109,6 +109,7 @@ def write_results(config: SearchConfig, out: Path, study: optuna.Study, base: Ru
         "span_seconds": (finished - dt.datetime.fromisoformat(started)).total_seconds(),
         "completed": counts.get("COMPLETE", 0),
         "pruned": counts.get("PRUNED", 0),
+        "cut_by_time_budget": [label(t) for t in own_trials(study)].count(BUDGET),  # of the pruned
         "failed": counts.get("FAIL", 0),
         "warm_start_trials": int((table["origin"] == WARM_START).sum()),
         "trial_epochs": int(own["epochs"].fillna(0).sum()),
@@ -136,8 +137,10 @@ def write_results(config: SearchConfig, out: Path, study: optuna.Study, base: Ru
 def print_summary(summary: dict, out: Path, storage_path: str) -> None:
     best = (f"best val_acc {summary['best_val_acc']:.4f} (trial {summary['best_trial']})"
             if summary["best_trial"] is not None else "no trial ran all epochs: no best config")
+    cut = summary.get("cut_by_time_budget", 0)
+    pruned = f"{summary['pruned']} pruned" + (f" ({cut} by the time budget)" if cut else "")
     print(
-        f"\n{summary['config']['space']}: {summary['completed']} completed, {summary['pruned']} pruned, "
+        f"\n{summary['config']['space']}: {summary['completed']} completed, {pruned}, "
         f"{summary['failed']} failed in {summary['wall_seconds'] / 60:.1f} min "
         f"({summary['trial_epochs']} trial-epochs); {best}\n"
         f"  study:  {out / STUDY_DB}  (optuna-dashboard {study_url(out)})\n"

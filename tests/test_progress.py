@@ -336,3 +336,18 @@ def test_a_resumed_search_counts_what_its_study_finished(tmp_path):
     assert p.counts() == {COMPLETE: 1, PRUNED: 1, "cut by the time budget": 0, "failed": 0}
     assert p.best == (0.6, 0) and p.epochs == {0: 4, 1: 2}
     assert "2/4 trials done" in p.status_text() and "best val_acc 0.6000 (trial 0)" in p.status_text()
+
+
+def test_trials_the_retrain_deadline_stopped_are_cut_by_the_budget():
+    # The search stopped early to keep time for the retrain: the trials still running are cut by the budget
+    # in the summary line, as the study then records them (search.study.prune_cut_by_budget), not "unfinished".
+    clock, out = Clock(), io.StringIO()
+    deadline = SimpleNamespace(fired=False, completed=False)
+    p = make(stream=out, clock=clock, deadline_s=600, retrain=deadline)
+    a = trial("a")
+    p.on_trial_start(0, [], a)
+    p.on_trial_result(0, [], a, result(1, 0.3))
+    deadline.fired = True
+    p.on_experiment_end([a])
+    assert out.getvalue().splitlines()[-1].startswith(
+        "search ended after 0s: 1/4 trials (0 complete, 0 pruned by ASHA, 1 cut by the time budget, 0 failed)")
