@@ -4,7 +4,7 @@ Nothing needs saving when a search is interrupted: every epoch's result and ever
 checkpoint are already in the study (``search/study.py``). So a signal, to the driver or to its
 whole process group (a terminal's Ctrl-C, ``timeout``, SLURM at its time limit, Kubernetes),
 asks the Tune run to stop at its next step (``StopSearch``), and the driver writes the results
-and says how to resume. A second signal ends the process as Python would by default.
+and says how to resume. A second signal raises KeyboardInterrupt at once, as Python's own handler does.
 
 When a signal reached the whole process group, Ray's own processes died with the driver's, and
 Ray's calls then wait a minute for them before failing. The command line therefore sets
@@ -48,7 +48,7 @@ def stop_on_signals(stop, out):
 
     def handler(signum, frame):
         name = signal.Signals(signum).name
-        for s, old in previous.items():  # a second signal gets Python's default: now
+        for s, old in previous.items():  # a second signal gets the handler from before: KeyboardInterrupt, now
             signal.signal(s, old)
         stop.request(name)
         if HARD_EXIT_S is not None:
