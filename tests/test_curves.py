@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -333,3 +334,24 @@ def test_plain_optuna_prunes_with_hyperband_on_the_simulated_clock(tmp_path):
     assert ends["scheduler"] > 0 and ends["complete"] > 0 and ends["scheduler"] + ends["complete"] + ends[
         "budget"] + ends[""] == len(run["stopped"])
     assert all(t["epochs"] < 12 for t in run["trials"] if t["stopped"] == "scheduler")
+
+
+def test_the_command_writes_the_tables_and_merging_its_runs_reproduces_them(tmp_path):
+    from benchmarks.curves.__main__ import main
+
+    table = _cifar_slice(tmp_path, configs=24)
+    common = ["--tables", table, "--seeds", "2", "--budgets", "4", "--workers", "2"]
+    assert main(["simulate", *common, "--arms", "random_fifo", "random_asha", "tpe_asha", "--variants",
+                 "tpe_asha_rf2", "--out", str(tmp_path / "a"), "--runs-json", str(tmp_path / "a.json")]) == 0
+    # The shipped arm again, beside another variant: the same seeds give the same runs, so merging is one run of all.
+    assert main(["simulate", *common, "--arms", "tpe_asha", "--variants", "tpe_asha_no_liar", "--out",
+                 str(tmp_path / "b"), "--runs-json", str(tmp_path / "b.json")]) == 0
+    assert main(["merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "m")]) == 0
+    one = json.loads((tmp_path / "a" / "results.json").read_text())["tables"]["cifar-slice"]["settings"]["budget4-w2"]
+    merged = json.loads((tmp_path / "m" / "results.json").read_text())["tables"]["cifar-slice"]["settings"]
+    assert set(merged["budget4-w2"]["arms"]) == {"random_fifo", "random_asha", "tpe_asha", "tpe_asha_rf2",
+                                                 "tpe_asha_no_liar"}
+    for arm in ("random_fifo", "random_asha", "tpe_asha"):
+        assert merged["budget4-w2"]["arms"][arm]["final_per_seed"] == one["arms"][arm]["final_per_seed"]
+    report = (tmp_path / "m" / "report.md").read_text()
+    assert "**The goal**" in report and "| tpe_asha_no_liar |" in report

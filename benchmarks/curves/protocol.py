@@ -1,12 +1,13 @@
 """The search-quality protocol: arms, seeds, budgets in trial-epochs, and the summary over seeds.
 
-An arm is a searcher + scheduler as ``search.run`` would build them from its flags. Every arm
-gets the same trial-epoch budget (``budget`` full evaluations x ``max_t`` epochs); a FIFO arm
-spends it on ``budget`` trials, an ASHA arm on as many as its rungs let through on average
-(``asha_trials``), and every run stops when the budget is spent. The random arms are plain
-random search over the whole recorded space (no recipe, no budget plan); the TPE arms search
-as shipped: the space narrowed by the budget plan for the table's epochs and images
-(``spaces/budget.py``), its recipes evaluated first.
+An arm is a searcher + scheduler as ``search.run`` would build them from its flags, or, for
+``optuna_hyperband``, the plain-Optuna loop a user would write instead (``optuna_arm.py``).
+Every arm gets the same trial-epoch budget (``budget`` full trials x ``max_t`` epochs) and asks
+for as many trials as a user would set for it (``num_trials``); every run stops when the budget
+is spent. On the project's CIFAR table the random arms and plain Optuna search the whole
+recorded space, and the TPE arms search as shipped: the space narrowed by the budget plan for
+the table's epochs and images (``spaces/budget.py``), its recipes evaluated first. On a table of
+another format (opda's) every arm searches the file's own space; there is no plan and no recipe.
 """
 
 from __future__ import annotations
@@ -18,77 +19,110 @@ from dataclasses import dataclass
 
 import optuna
 
-from benchmarks.curves.simulate import NearestCurve, simulate
+from benchmarks.curves.simulate import simulate
 from benchmarks.curves.stats import first_reach, mean_se, normalised_regret, ranks, sign_test, step_at, wilcoxon
-from benchmarks.curves.table import Curve
 from search.progress import expected_epochs_left
 from search.tune.scheduler import asha_rungs
 from spaces.budget import default_grace_period
 
-BASELINE = "random_fifo"
-GRID_POINTS = 60  # points of the regret curves over the budget
+BASELINE = "random_fifo"  # every arm is tested against it
+SECOND_BASELINE = "random_asha"  # Ray's own CIFAR example; the shipped arm is tested against it too
+SHIPPED = "tpe_asha"
+GRID_POINTS = 300  # points of the regret curves over the budget (and over time)
 CHECKPOINTS = (0.25, 0.5, 1.0)  # fractions of the budget at which the arms are tested against the baseline
 
 
 @dataclass(frozen=True)
 class Arm:
-    """One way to search: what ``search.run`` flags would choose."""
+    """One way to search: what ``search.run`` flags would choose, or plain Optuna."""
 
     name: str
-    sampler: str = "tpe"  # tpe | random
-    scheduler: str = "asha"  # asha | fifo
+    sampler: str = "tpe"  # tpe | random | optuna (Optuna's default TPESampler, for the plain-Optuna loop)
+    scheduler: str = "asha"  # asha | fifo | hyperband (Optuna's HyperbandPruner, plain-Optuna loop only)
     recipe: bool = True  # evaluate the space's recipe first
-    grace_period: int | None = None  # None: as shipped, spaces.budget.default_grace_period(max_t)
+    grace_period: int | None = None  # None: grace_fraction of max_t, or as shipped (spaces.budget.default_grace_period)
+    grace_fraction: float | None = None  # the grace period as a fraction of max_t (at least 1 epoch)
     reduction_factor: float = 3
     constant_liar: bool = True
     startup: str = "quarter"  # quarter: max(4, N // 4) as shipped; or an integer as text
     space: str = "budget"  # budget: narrowed by the budget plan, its recipes first (as shipped); full: --full-space
 
+    def grace(self, max_t: int) -> int:
+        if self.grace_period is not None:
+            return self.grace_period
+        if self.grace_fraction is not None:
+            return max(1, int(max_t * self.grace_fraction))
+        return default_grace_period(max_t)
 
-# The shipped search and its baselines, then one change each.
+
+# The shipped search and the baselines a user would otherwise pick; then one change each of the shipped search.
 ARMS = {a.name: a for a in [
     Arm("random_fifo", sampler="random", scheduler="fifo", recipe=False, space="full"),
     Arm("random_asha", sampler="random", recipe=False, space="full"),
     Arm("tpe_fifo", scheduler="fifo"),
-    Arm("tpe_asha"),
-    # The grace period: the shipped default is half of max_t (6 at 12 epochs); 2 was the default before.
+    Arm(SHIPPED),
+    Arm("optuna_hyperband", sampler="optuna", scheduler="hyperband", recipe=False, space="full"),
+    # The grace period: the shipped default is half of max_t.
     Arm("tpe_asha_grace1", grace_period=1),
-    Arm("tpe_asha_grace2", grace_period=2),
-    Arm("tpe_asha_grace3", grace_period=3),
-    Arm("tpe_asha_grace4", grace_period=4),
+    Arm("tpe_asha_grace_quarter", grace_fraction=0.25),
     Arm("tpe_asha_rf2", reduction_factor=2),
     Arm("tpe_asha_rf4", reduction_factor=4),
-    Arm("tpe_asha_no_liar", constant_liar=False),
+    Arm("tpe_asha_startup4", startup="4"),
     Arm("tpe_asha_startup10", startup="10"),
-    # What the budget plan adds: the shipped search with --full-space, and random search on the plan's space.
+    Arm("tpe_asha_no_liar", constant_liar=False),
+    # What the budget plan and its recipes add (the CIFAR table; on a table without a plan the first two are tpe_asha
+    # and the third random_fifo): the shipped search with --no-recipe, with --full-space, and random search on the
+    # plan's space.
+    Arm("tpe_asha_no_recipe", recipe=False),
     Arm("tpe_asha_full_space", space="full"),
     Arm("random_fifo_budget", sampler="random", scheduler="fifo", recipe=False),
 ]}
-DEFAULT_ARMS = ["random_fifo", "random_asha", "tpe_fifo", "tpe_asha"]
+DEFAULT_ARMS = ["random_fifo", "random_asha", "tpe_fifo", SHIPPED, "optuna_hyperband"]
+VARIANTS = ["tpe_asha_grace1", "tpe_asha_grace_quarter", "tpe_asha_rf2", "tpe_asha_rf4", "tpe_asha_startup4",
+            "tpe_asha_startup10", "tpe_asha_no_liar"]
+DECOMPOSITION = ["tpe_asha_no_recipe", "tpe_asha_full_space", "random_fifo_budget"]
+UNLIMITED = 10 ** 9  # plain Optuna's n_trials: the trial-epoch budget stops it
 
 
-def num_trials(arm: Arm, budget: int, max_t: int) -> int:
-    if arm.scheduler == "fifo":
-        return budget
-    # The progress display's estimate of an average trial's epochs under these rungs (1/R go on at each).
-    rungs = asha_rungs(max_t, arm.grace_period or default_grace_period(max_t), arm.reduction_factor)
-    per_trial = expected_epochs_left(0, max_t, rungs, arm.reduction_factor)
+def num_trials(arm: Arm, budget: int, max_t: int, planned: list[int] | None = None) -> int:
+    """The trials a user would set for ``budget`` full trials: the budget over an average trial's epochs.
+
+    ``planned``: the planned epochs a trial draws uniformly, when the space searches them (an
+    average opda trial plans 60 of the 100); None: every trial plans ``max_t``. Under ASHA a trial
+    stops at the rungs below its planned epochs (1/R go on at each), as the progress display
+    estimates it. Plain Optuna runs trials until the budget is spent.
+    """
+    if arm.scheduler == "hyperband":
+        return UNLIMITED
+    rungs = [] if arm.scheduler == "fifo" else asha_rungs(max_t, arm.grace(max_t), arm.reduction_factor)
+    lengths = planned or [max_t]
+    per_trial = sum(expected_epochs_left(0, e, [r for r in rungs if r < e], arm.reduction_factor)
+                    for e in lengths) / len(lengths)
     return math.ceil(budget * max_t / per_trial - 1e-9)
 
 
-def build_search(arm: Arm, space, recipes: list[dict], seed: int, num_samples: int, max_t: int, storage=None):
+def build_search(arm: Arm, space, recipes: list[dict], seed: int, num_samples: int, max_t: int, storage=None,
+                 check_suggestion: bool = True):
     """The searcher and scheduler that ``search.run`` builds for the arm's flags, by its own factories.
 
-    ``storage``: the study's (in memory by default). The one arm that is not a flag of search.run
-    changes one thing: the sampler's constant liar.
+    ``storage``: the study's (in memory by default). ``check_suggestion`` False: a table's own
+    space, whose parameters are not RunConfig fields, gets the same ``StudySearcher`` with the
+    same defaults but no RunConfig check (``make_searcher`` adds it). The one arm that is not a
+    flag of search.run changes one thing: the sampler's constant liar. ``optuna_hyperband`` is
+    plain Optuna (``optuna_arm.build``).
     """
     from search.config import SearchConfig
     from search.sampler import make_sampler, n_startup_trials
     from search.study import create_study, enqueue_recipes
+    from search.tune.searcher import StudySearcher
     from search.tune.tuner import make_scheduler, make_searcher
 
+    if arm.scheduler == "hyperband":
+        from benchmarks.curves import optuna_arm
+
+        return optuna_arm.build(space, seed, max_t, arm.reduction_factor)
     config = SearchConfig(space="scratch", sampler=arm.sampler, scheduler=arm.scheduler, recipe=arm.recipe,
-                          num_samples=num_samples, max_epochs=max_t, seed=seed, grace_period=arm.grace_period,
+                          num_samples=num_samples, max_epochs=max_t, seed=seed, grace_period=arm.grace(max_t),
                           reduction_factor=arm.reduction_factor,
                           n_startup_trials=None if arm.startup == "quarter" else int(arm.startup))
     storage = storage or optuna.storages.InMemoryStorage()
@@ -97,43 +131,77 @@ def build_search(arm: Arm, space, recipes: list[dict], seed: int, num_samples: i
     study = create_study(storage, config.study_name, sampler)
     if config.recipe and recipes:
         enqueue_recipes(study, list(recipes), num_samples)
-    return make_searcher(config, study, storage, space), make_scheduler(config, study)
+    if check_suggestion:
+        searcher = make_searcher(config, study, storage, space)
+    else:
+        searcher = StudySearcher(study, storage, space, num_samples=config.num_samples, max_t=config.max_epochs,
+                                 validate=None)
+    return searcher, make_scheduler(config, study)
 
 
-def run_one(arm: Arm, curves: list[Curve], spaces: dict, distributions, *, seed: int, budget: int, max_t: int,
-            workers: int) -> dict:
-    """One simulated search: its trace (trial-epochs, seconds, regret) and its trials.
+def _changes(trace: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:
+    """The points of a regret trace where the regret changes, and its last point: the step function, smaller."""
+    out = [p for i, p in enumerate(trace) if i == 0 or p[2] != trace[i - 1][2]]
+    if trace and out[-1] is not trace[-1]:
+        out.append(trace[-1])
+    return out
 
-    ``spaces``: ``Arm.space`` -> (the space as searched, the recipes it evaluates first).
+
+def run_one(arm: Arm, bed, *, seed: int, budget: int, workers: int, keep_trials: bool = False) -> dict:
+    """One simulated search on ``bed`` (a ``testbed.Testbed``): its regret trace and how its trials ended.
+
+    The trace keeps the points where the regret changes (trial-epochs spent, simulated seconds,
+    normalised regret), and the last one. Per trial: how it ended (``stopped``), and its
+    categorical mismatches with and numeric distance to the nearest recorded config; with
+    ``keep_trials``, every trial's record as well (``trials``).
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
-    finals = [c.val_acc[-1] for c in curves if not c.diverged and len(c.val_acc) == max_t]
-    best, worst = max(finals), min(finals)
-    n = num_trials(arm, budget, max_t)
-    space, recipes = spaces[arm.space]
-    searcher, scheduler = build_search(arm, space, recipes, seed, n, max_t)
-    result = simulate(searcher, scheduler, NearestCurve(curves, distributions), num_samples=n, max_t=max_t,
-                      workers=workers, budget_epochs=budget * max_t)
+    best, worst = bed.finals()
+    n = num_trials(arm, budget, bed.max_t, bed.planned_choices())
+    space, recipes = bed.spaces[arm.space]
+    searcher, scheduler = build_search(arm, space, recipes, seed, n, bed.max_t,
+                                       check_suggestion=bed.check_suggestion)
+    # Plain Optuna's workers ask when they are free; Tune keeps one trial suggested ahead of them.
+    result = simulate(searcher, scheduler, bed.lookup, num_samples=n, max_t=bed.max_t, workers=workers,
+                      budget_epochs=budget * bed.max_t, epochs_param=bed.epochs_param,
+                      max_concurrent=workers if arm.scheduler == "hyperband" else None)
+    trace = _changes([(e, t, normalised_regret(inc, best, worst)) for e, t, inc in result.trace])
     return {
-        "arm": arm.name, "seed": seed, "budget": budget, "workers": workers, "num_samples": n,
-        "epochs": [e for e, _, _ in result.trace],
-        "seconds": [t for _, t, _ in result.trace],
-        "regret": [normalised_regret(inc, best, worst) for _, _, inc in result.trace],
-        "trials": [{"config_id": t.curve.config_id, "epochs": t.epochs, "stopped": t.stopped,
-                    "mismatch": t.mismatch, "distance": round(t.distance, 4)} for t in result.trials],
+        "arm": arm.name, "seed": seed, "budget": budget, "workers": workers,
+        "num_samples": n if n < UNLIMITED else None,
+        "epochs": [e for e, _, _ in trace],
+        "seconds": [t for _, t, _ in trace],
+        "regret": [r for _, _, r in trace],
+        "stopped": [t.stopped for t in result.trials],
+        "mismatch": [t.mismatch for t in result.trials],
+        "distance": [round(t.distance, 3) for t in result.trials],
+        **({"trials": [{"config_id": t.curve.config_id, "params": t.params, "epochs": t.epochs, "planned": t.planned,
+                        "stopped": t.stopped, "final": t.curve.val_acc[t.epochs - 1] if t.epochs else None}
+                       for t in result.trials]} if keep_trials else {}),
     }
 
 
+def _tests(mine: list[float], base: list[float]) -> dict:
+    return {"sign": sign_test(mine, base), "wilcoxon": wilcoxon(mine, base),
+            "mean_diff": mean_se([x - y for x, y in zip(mine, base)])[0]}
+
+
 def summarise(runs: list[dict], budget: int, max_t: int) -> dict:
-    """Per arm over seeds: regret curves (mean ± s.e.) over trial-epochs and time, ranks, reach, tests."""
+    """Per arm over seeds: regret curves (mean ± s.e.) over trial-epochs and time, ranks, reach, speed-ups, tests.
+
+    Reach: where the arm's mean regret first gets down to random_fifo's final mean regret, in
+    trial-epochs (``reach_ratio``: as a fraction of the budget) and in simulated seconds.
+    Speed-up: random_fifo's own reach over the arm's, in trial-epochs and in seconds (random_fifo
+    may get to its final regret before it spends the whole budget). The time grid runs to the
+    last simulated second of any run.
+    """
     arms = sorted({r["arm"] for r in runs}, key=lambda a: list(ARMS).index(a) if a in ARMS else 99)
     seeds = sorted({r["seed"] for r in runs})
     by = {(r["arm"], r["seed"]): r for r in runs}
     total = budget * max_t
     grid = [total * (i + 1) / GRID_POINTS for i in range(GRID_POINTS)]
-    end_time = max(r["seconds"][-1] for r in runs if r["arm"] == BASELINE) if BASELINE in arms else max(
-        r["seconds"][-1] for r in runs)
+    end_time = max(r["seconds"][-1] for r in runs)
     time_grid = [end_time * (i + 1) / GRID_POINTS for i in range(GRID_POINTS)]
     curves = {a: [step_at(by[a, s]["epochs"], by[a, s]["regret"], grid, 1.0) for s in seeds] for a in arms}
     tcurves = {a: [step_at(by[a, s]["seconds"], by[a, s]["regret"], time_grid, 1.0) for s in seeds] for a in arms}
@@ -145,31 +213,46 @@ def summarise(runs: list[dict], budget: int, max_t: int) -> dict:
             rank_curves[a].append(sum(r[j] for r in per_seed) / len(seeds))
     out = {"budget": budget, "max_t": max_t, "trial_epochs": total, "seeds": seeds, "grid_epochs": grid,
            "grid_seconds": time_grid, "arms": {}}
-    base_final = mean_se([c[-1] for c in curves[BASELINE]])[0] if BASELINE in arms else None
     for a in arms:
         mean = [mean_se([c[g] for c in curves[a]]) for g in range(GRID_POINTS)]
         tmean = [mean_se([c[g] for c in tcurves[a]]) for g in range(GRID_POINTS)]
-        row = {
+        stopped: dict[str, int] = {}
+        for s in seeds:
+            for label in by[a, s]["stopped"]:
+                stopped[label or "running"] = stopped.get(label or "running", 0) + 1
+        out["arms"][a] = {
             "regret_mean": [m for m, _ in mean], "regret_se": [s for _, s in mean],
             "time_regret_mean": [m for m, _ in tmean], "time_regret_se": [s for _, s in tmean],
             "rank": rank_curves[a], "final_regret": mean[-1][0], "final_regret_se": mean[-1][1],
-            "final_rank": rank_curves[a][-1],
-            "trials": mean_se([len(by[a, s]["trials"]) for s in seeds])[0],
+            "final_per_seed": [c[-1] for c in curves[a]], "final_rank": rank_curves[a][-1],
+            "trials": mean_se([len(by[a, s]["stopped"]) for s in seeds])[0],
+            "epochs_spent": mean_se([by[a, s]["epochs"][-1] for s in seeds])[0],
+            "trials_by_end": {k: v / len(seeds) for k, v in sorted(stopped.items())},
+            "seconds": mean_se([by[a, s]["seconds"][-1] for s in seeds])[0],
         }
-        if base_final is not None:
-            reach = first_reach(grid, row["regret_mean"], base_final)
+    if BASELINE in arms:
+        base = out["arms"][BASELINE]
+        level = base["final_regret"]
+        base_reach = first_reach(grid, base["regret_mean"], level)
+        base_treach = first_reach(time_grid, base["time_regret_mean"], level)
+        for a, row in out["arms"].items():
+            reach = first_reach(grid, row["regret_mean"], level)
+            treach = first_reach(time_grid, row["time_regret_mean"], level)
             row["reach_baseline_final_at"] = reach
             row["reach_ratio"] = reach / total if reach is not None else None
+            row["reach_seconds"] = treach
+            row["speedup_epochs"] = base_reach / reach if reach else None
+            row["speedup_seconds"] = base_treach / treach if treach and base_treach else None
             row["tests"] = {}
             for frac in CHECKPOINTS:
                 g = round(frac * GRID_POINTS) - 1
-                mine = [c[g] for c in curves[a]]
-                base = [c[g] for c in curves[BASELINE]]
-                row["tests"][str(frac)] = {"sign": sign_test(mine, base), "wilcoxon": wilcoxon(mine, base),
-                                           "mean_diff": mean_se([x - y for x, y in zip(mine, base)])[0]}
-        out["arms"][a] = row
-    mismatches = [t["mismatch"] for r in runs for t in r["trials"]]
-    distances = [t["distance"] for r in runs for t in r["trials"]]
+                row["tests"][str(frac)] = _tests([c[g] for c in curves[a]], [c[g] for c in curves[BASELINE]])
+    # The final regrets, paired by seed, against random + ASHA and against the shipped arm (its one-change variants).
+    for a, row in out["arms"].items():
+        row["vs"] = {b: _tests(row["final_per_seed"], out["arms"][b]["final_per_seed"])
+                     for b in (SECOND_BASELINE, SHIPPED) if b in arms and b != a}
+    mismatches = [m for r in runs for m in r["mismatch"]]
+    distances = [d for r in runs for d in r["distance"]]
     out["nearest"] = {
         "lookups": len(mismatches),
         "exact_categoricals": sum(m == 0 for m in mismatches) / len(mismatches),
@@ -195,6 +278,6 @@ def arm_from_text(text: str) -> Arm:
         if k not in fields or k == "name":
             raise ValueError(f"arm {name}: unknown field {k!r}; fields: {', '.join(f for f in fields if f != 'name')}")
         default = getattr(Arm(name), k)
-        kind = int if default is None else type(default)  # None: grace_period's shipped default
+        kind = float if k == "grace_fraction" else int if default is None else type(default)
         kwargs[k] = (v.lower() in ("1", "true", "yes")) if isinstance(default, bool) else kind(v)
     return Arm(name, **kwargs)

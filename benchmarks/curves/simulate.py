@@ -9,18 +9,25 @@ real search builds (``StudySearcher`` and ``StudyASHA``, made by the same factor
 - a new trial: ``searcher.suggest(trial_id)``, then ``scheduler.on_trial_add``;
 - each epoch's result: ``scheduler.on_trial_result`` first; only if it says CONTINUE,
   ``searcher.on_trial_result``;
-- a trial that ASHA stopped, or that ran ``max_t`` epochs: ``scheduler.on_trial_complete``
-  then ``searcher.on_trial_complete`` with the last result (Tune's ``stop_trial``).
+- a trial that the scheduler stopped, or whose trainable returned (it ran its planned epochs, or
+  diverged): ``scheduler.on_trial_complete`` then ``searcher.on_trial_complete`` with the last
+  result (Tune's ``stop_trial``).
+
+Every result carries ``planned_epochs``, the epochs the trial was to run: ``max_t``, or the
+config's own value of ``epochs_param`` when the table searches the number of epochs (opda's
+AlexNet runs train 20 to 100). A trial is COMPLETE by the search's one rule,
+``search.study.ran_all_epochs``: its last result is its last planned epoch and did not diverge;
+only such trials can be the incumbent, as only they can be the search's best config.
 
 Tune keeps at most one trial suggested ahead of the free workers for a custom searcher (its
 ``_get_max_pending_trials``), or none when ``max_concurrent_trials`` wraps the searcher in a
 ``ConcurrencyLimiter``; ``lookahead`` is that number, so TPE sees exactly as many pending
 trials as in a real run.
 
-A config that is not in the table gets the curve of its nearest recorded config
-(``NearestCurve``): categorical parameters matched first, then the distance in the space
-normalised to [0, 1] per parameter, on a log scale for log-sampled floats (Syne Tune's
-``add_surrogate`` with a 1-nearest-neighbour model).
+``lookup`` gives a proposal its curve: ``surrogate.CurveSurrogate`` (a k-nearest-neighbour
+model of the curve, with divergence as its own outcome) in the protocol; ``NearestCurve``, the
+nearest recorded config's curve (Syne Tune's ``add_surrogate`` with a 1-nearest-neighbour model),
+in the tests that check the loop against Ray Tune.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import optuna
 from ray.tune.schedulers import TrialScheduler
 
 from benchmarks.curves.table import Curve
+from search.study import DIVERGED, EPOCH, PLANNED_EPOCHS, ran_all_epochs
 from search.tune.searcher import trial_params
 
 
@@ -85,31 +93,37 @@ class SimTrial:
     started: float = 0.0
     mismatch: int = 0
     distance: float = 0.0
-    stopped: str = ""  # "asha", "max_t", "diverged", or "budget" (cut by the trial-epoch budget)
+    planned: int = 0  # the epochs it is to run (result["planned_epochs"])
+    # "complete", "diverged", "scheduler" (stopped early), "budget" (cut by the trial-epoch budget), or
+    # "short" (its curve ends before its planned epochs: a NearestCurve of a shorter recorded run)
+    stopped: str = ""
 
 
 @dataclass
 class SimResult:
     trials: list[SimTrial]
     # One point per epoch result, in simulated-time order: (trial-epochs spent, seconds, incumbent)
-    # where the incumbent is the best final val_acc of the trials that ran all max_t epochs (None before).
+    # where the incumbent is the best final val_acc of the COMPLETE trials (None before).
     trace: list[tuple[int, float, float | None]]
 
 
 def _result(trial: SimTrial, epoch: int) -> dict:
     acc = trial.curve.val_acc[epoch - 1]
     diverged = trial.curve.diverged and epoch == len(trial.curve.val_acc)
-    return {"val_acc": acc, "epoch": epoch, "training_iteration": epoch, "time_this_iter_s": trial.curve.seconds[epoch - 1],
-            "done": False, **({"diverged": True} if diverged else {})}
+    return {"val_acc": acc, EPOCH: epoch, PLANNED_EPOCHS: trial.planned, "training_iteration": epoch,
+            "time_this_iter_s": trial.curve.seconds[epoch - 1], "done": False, **({DIVERGED: True} if diverged else {})}
 
 
-def simulate(searcher, scheduler, lookup: NearestCurve, *, num_samples: int, max_t: int, workers: int,
-             budget_epochs: int | None = None, max_concurrent: int | None = None) -> SimResult:
+def simulate(searcher, scheduler, lookup, *, num_samples: int, max_t: int, workers: int,
+             budget_epochs: int | None = None, max_concurrent: int | None = None,
+             epochs_param: str | None = None) -> SimResult:
     """Run one search on recorded curves; stop at ``num_samples`` trials or ``budget_epochs`` trial-epochs.
 
-    ``max_concurrent`` is ``TuneConfig.max_concurrent_trials``: None keeps one trial suggested
-    ahead of the free workers, as Tune does for a custom searcher; N allows N live trials,
-    running or pending (Tune's ConcurrencyLimiter).
+    ``lookup``: has ``lookup(params) -> (curve, mismatches, distance)``. ``max_concurrent`` is
+    ``TuneConfig.max_concurrent_trials``: None keeps one trial suggested ahead of the free
+    workers, as Tune does for a custom searcher; N allows N live trials, running or pending
+    (Tune's ConcurrencyLimiter). ``epochs_param``: the config key that sets a trial's epochs
+    (its ``planned_epochs``), if the space searches it; else every trial plans ``max_t``.
     """
     max_pending, live_limit = (1, None) if max_concurrent is None else (max_concurrent, max_concurrent)
     clock = 0.0
@@ -133,6 +147,7 @@ def simulate(searcher, scheduler, lookup: NearestCurve, *, num_samples: int, max
             finished = True
             return
         trial.config, trial.params = config, trial_params(config)
+        trial.planned = min(int(trial.params[epochs_param]), max_t) if epochs_param in trial.params else max_t
         trial.curve, trial.mismatch, trial.distance = lookup.lookup(trial.params)
         trials.append(trial)
         if scheduler is not None:
@@ -160,17 +175,20 @@ def simulate(searcher, scheduler, lookup: NearestCurve, *, num_samples: int, max
         decision = TrialScheduler.CONTINUE if scheduler is None else scheduler.on_trial_result(None, trial, result)
         if decision == TrialScheduler.CONTINUE:
             searcher.on_trial_result(trial.trial_id, result)
-        returned = trial.epochs >= min(max_t, len(trial.curve.val_acc))  # the trainable ran out of epochs
+        # The trainable returns after its planned epochs, or after the epoch whose loss diverged.
+        returned = trial.epochs >= min(trial.planned, len(trial.curve.val_acc))
         over_budget = budget_epochs is not None and spent >= budget_epochs
         if decision == TrialScheduler.CONTINUE and not returned and not over_budget:
             heapq.heappush(running, (clock + trial.curve.seconds[trial.epochs], int(trial.trial_id), trial))
         else:
-            trial.stopped = ("diverged" if result.get("diverged") else "max_t" if trial.epochs >= max_t
-                             else "asha" if decision == TrialScheduler.STOP else "budget")
+            complete = ran_all_epochs(result, max_t)
+            trial.stopped = ("diverged" if result.get(DIVERGED) else "complete" if complete
+                             else "scheduler" if decision == TrialScheduler.STOP else "budget" if over_budget
+                             else "short")
             if scheduler is not None:
                 scheduler.on_trial_complete(None, trial, result)
             searcher.on_trial_complete(trial.trial_id, result=result)
-            if trial.stopped == "max_t" and (incumbent is None or result["val_acc"] > incumbent):
+            if complete and (incumbent is None or result["val_acc"] > incumbent):
                 incumbent = result["val_acc"]
         trace.append((spent, clock, incumbent))
         if over_budget:
