@@ -9,11 +9,11 @@ writes ``OUT/results.json`` (every summary), ``OUT/report.md`` (the tables), and
 and ``--variant-workers``. ``report OUT/results.json`` prints the summary tables again;
 ``merge`` summarises the runs of several ``--runs-json`` files as one run of them all.
 
-Example (the issue-29 protocol, as benchmarks/README.md reports it)::
+Example: the issue-29 protocol, as benchmarks/README.md reports it (its defaults: both tables, 30
+seeds, budgets 20 and 100 full trials, W = 4 and 16, the 5 arms and the 10 one-change arms)::
 
-    nice -n 15 python -m benchmarks.curves simulate --seeds 30 --budgets 20 100 --workers 4 16 --jobs 2 \
-        --tables benchmarks/curves/scratch-resnet20.csv ../shared/data/opda-alexnet/alexnet_tuning.results.jsonl \
-        --out runs/curves-29
+    nice -n 15 python -m benchmarks.curves simulate --jobs 2 --out runs/curves-29 \
+        --runs-json runs/curves-29/runs.json --png docs/search-quality-curves.png
 """
 
 from __future__ import annotations
@@ -219,7 +219,9 @@ def write_outputs(runs: list[dict], args: argparse.Namespace, *, seconds: float 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = sorted({r["seed"] for r in runs})
-    tables = list(dict.fromkeys(r["table"] for r in runs))
+    # In the order of --tables where given, then in the order the runs name them.
+    tables = list(dict.fromkeys([t for t in (getattr(args, "tables", None) or []) if any(r["table"] == t for r in runs)]
+                                + [r["table"] for r in runs]))
     budgets = sorted({r["budget"] for r in runs})
     main_arms = [a for a in protocol.DEFAULT_ARMS if any(r["arm"] == a for r in runs)]
     results = {"command": " ".join(sys.argv), "seeds": seeds, "seconds": seconds, "skipped": list(skipped),
@@ -321,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     mer = sub.add_parser("merge", help="summarise the runs of several simulate --runs-json files as one simulate")
     mer.add_argument("runs", nargs="+", help="--runs-json files of simulate")
     mer.add_argument("--out", required=True)
+    mer.add_argument("--tables", nargs="*", default=[CIFAR_TABLE, OPDA_TABLE],
+                     help="the order of the tables in the report (others follow in the order of the runs)")
     mer.add_argument("--png", default=None, help="as simulate's")
     mer.add_argument("--runs-json", default=None, help="write the merged runs here")
     mer.add_argument("--space", default="scratch")
