@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Callable, TextIO
 
+from optuna.trial import TrialState
 from ray.tune import Callback
 from tqdm import tqdm
 
@@ -174,7 +175,10 @@ class SearchProgress(Callback):
         # Trials that Tune ended at the time budget without a completion hook are cut by it;
         # others left running (an interrupted search) are summed up as unfinished.
         if self._budget_over():
-            for key in list(self.running):
+            # Every trial the budget left unfinished is cut by it, those asked but not yet started included,
+            # as the study then records them (search.study.prune_cut_by_budget).
+            waiting = [t.number for t in own_trials(self.study, states=(TrialState.RUNNING,))] if self.study else []
+            for key in [*self.running, *(n for n in waiting if n not in self.running and n not in self.outcome)]:
                 self._record(key, BUDGET)
         if self._bar is not None:
             self._draw(force=True)

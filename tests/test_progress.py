@@ -351,3 +351,22 @@ def test_trials_the_retrain_deadline_stopped_are_cut_by_the_budget():
     p.on_experiment_end([a])
     assert out.getvalue().splitlines()[-1].startswith(
         "search ended after 0s: 1/4 trials (0 complete, 0 pruned by ASHA, 1 cut by the time budget, 0 failed)")
+
+
+def test_a_trial_asked_but_not_started_when_the_budget_ends_is_cut_by_it(tmp_path):
+    from search.study import create_study, open_storage
+    from search.tune.searcher import StudySearcher
+
+    storage = open_storage(tmp_path)
+    study = create_study(storage, "smoke")
+    searcher = StudySearcher(study, storage, lambda t: t.suggest_float("lr", 0.01, 0.1), num_samples=4, max_t=4)
+    running = trial(0)
+    running.config = searcher.suggest("a")
+    searcher.suggest("b")  # Tune's next trial, asked ahead of a free worker: it never starts
+    clock, out = Clock(), io.StringIO()
+    p = SearchProgress(4, 4, study=study, stream=out, clock=clock, deadline_s=60, grace_period=2, reduction_factor=3)
+    p.on_trial_start(0, [], running)
+    p.on_trial_result(0, [], running, result(1, 0.3))
+    clock.now += 60
+    p.on_experiment_end([running])
+    assert "2/4 trials (0 complete, 0 pruned by ASHA, 2 cut by the time budget, 0 failed)" in out.getvalue()
