@@ -58,12 +58,14 @@ def readme_commands() -> dict[str, list[list[str]]]:
         if text.startswith("```"):
             fence = None
             continue
+        if fence != "bash":  # a Python block or a layout drawing: not shell, not split as shell
+            continue
         line += text.rstrip()
         if line.endswith("\\"):
             line = line[:-1] + " "
             continue
         argv, line = shlex.split(line, comments=True), ""
-        if fence == "bash" and argv[:1] == ["./hpo"]:
+        if argv[:1] == ["./hpo"]:
             sections.setdefault(heading, []).append(argv)
     return sections
 
