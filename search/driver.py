@@ -49,7 +49,7 @@ from .weights import resolve_weights
 def run_search(config: SearchConfig, *, resume: bool = False) -> SearchResult:
     """Run the search ``config`` describes in ``config.out``, or with ``resume`` continue the one there.
 
-    Raises SearchError (and DataError, WeightsError, RayInternalsError) for bad input before any
+    Raises SearchError (and DataError, WeightsError) for bad input before any
     trial starts, and RetrainError if the retrain fails after the search. An interrupted search
     returns with ``interrupted=True``: ``run_search(config, resume=True)`` continues it.
     """

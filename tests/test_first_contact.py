@@ -141,3 +141,23 @@ def test_hpo_help_prints_the_usage_and_installs_nothing(tmp_path):
         for command in ("search", "test", "report", "retrain", "python"):
             assert command in out, (argv, out)
     assert not list(tmp_path.iterdir()), "./hpo --help must not create anything"
+
+
+def heading_slugs(path: Path) -> set[str]:
+    """The anchors GitHub gives a markdown file's headings: lower case, punctuation dropped, spaces as hyphens."""
+    return {re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            for m in re.finditer(r"^#+\s+(.+)$", path.read_text(), re.M)}
+
+
+def test_every_link_between_the_documents_reaches_its_file_and_heading():
+    # The README's numbers link to the benchmark that measured them: a section moved or lost breaks the link.
+    broken = []
+    for doc in [README, ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for link in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if re.match(r"[a-z]+:", link):
+                continue  # a URL: not ours to check offline
+            path, _, anchor = link.partition("#")
+            target = (doc.parent / path).resolve() if path else doc
+            if not target.exists() or (anchor and target.suffix == ".md" and anchor not in heading_slugs(target)):
+                broken.append(f"{doc.relative_to(ROOT)}: {link}")
+    assert not broken, broken
