@@ -255,8 +255,9 @@ class SearchProgress(Callback):
         parts.append(f"{c[COMPLETE]} complete, {c[PRUNED]} pruned, {c[FAILED]} failed"
                      + (f", {c[BUDGET]} cut by budget" if c[BUDGET] else ""))
         parts.append(f"{sum(self.epochs.values())} trial-epochs")
-        if self.in_epoch():
-            parts.append(self.in_epoch())
+        under_way = self.in_epoch()
+        if under_way:
+            parts.append(under_way)
         return " | ".join(parts)
 
     def trial_line(self, key) -> str:
