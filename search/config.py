@@ -86,7 +86,8 @@ class SearchConfig(DataConfig):
     warm_start: str | None = setting(None, "an earlier search's --out of the same space: its finished trials inform "
                                            "the sampler (they do not count against --num-samples)", metavar="RUN_DIR")
     # The budget, and how it is spent
-    num_samples: int = setting(32, "trials in total (a resumed search counts old ones)")
+    num_samples: int = setting(32, "trials in total; --resume runs until this many exist and refuses "
+                                     "another value")
     max_epochs: int = setting(30, "epochs of a trial that is never stopped; ASHA's max_t; the retrain's default "
                                   "budget")
     grace_period: int | None = setting(None, "epochs every trial runs before ASHA may stop it",
