@@ -1,7 +1,7 @@
 """What to search: one define-by-run function per named space.
 
 A space is a function of an ``optuna.Trial`` that calls ``trial.suggest_*`` and does no real
-work (Ray's OptunaSearch calls it on the driver for every new trial). The names it suggests are
+work (the search's sampler calls it on the driver for every new trial). The names it suggests are
 ``model.train.RunConfig`` fields, so a trial's parameters *are* the run's config; whatever is
 fixed for the whole search (epochs, weights, seed, devices) comes from the command line.
 
@@ -11,6 +11,15 @@ so that the incumbent is never worse than the known recipe.
 Your own space needs no change here: pass ``--space path/to/file.py:function`` or
 ``--space package.module:function`` (set ``function.pretrained = True`` if it fine-tunes
 pretrained weights, and ``function.recipe = {...}`` for a starting config).
+
+The modules, one line each:
+
+- ``__init__.py`` (this file): the registry: ``register_space``, ``get_space``, ``list_spaces``, user spaces.
+- ``definitions.py``: the named spaces (``scratch``, ``finetune``, ``smoke``) and their recipes from the literature.
+- ``budget.py``: the budget rules: what ``--max-epochs`` x the images keeps of a space; ASHA's grace period.
+- ``recipe.py``: a recipe fitted to the space as narrowed: the first config a search evaluates.
+- ``narrow.py``: ``--choices``: categorical parameters limited to some choices without editing the space.
+- ``asks.py``: what a space asks (parameters, choices, architectures), found by sampling it once.
 
 Example::
 
