@@ -347,11 +347,16 @@ def test_the_command_writes_the_tables_and_merging_its_runs_reproduces_them(tmp_
     assert main(["simulate", *common, "--arms", "tpe_asha", "--variants", "tpe_asha_no_liar", "--out",
                  str(tmp_path / "b"), "--runs-json", str(tmp_path / "b.json")]) == 0
     assert main(["merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "m")]) == 0
-    one = json.loads((tmp_path / "a" / "results.json").read_text())["tables"]["cifar-slice"]["settings"]["budget4-w2"]
+    one = json.loads((tmp_path / "a" / "results.json").read_text())["tables"]["cifar-slice"]["settings"]
     merged = json.loads((tmp_path / "m" / "results.json").read_text())["tables"]["cifar-slice"]["settings"]
-    assert set(merged["budget4-w2"]["arms"]) == {"random_fifo", "random_asha", "tpe_asha", "tpe_asha_rf2",
-                                                 "tpe_asha_no_liar"}
-    for arm in ("random_fifo", "random_asha", "tpe_asha"):
-        assert merged["budget4-w2"]["arms"][arm]["final_per_seed"] == one["arms"][arm]["final_per_seed"]
+    # Both modes by default; the variants in the surrogate mode only.
+    assert set(merged) == {"surrogate-budget4-w2", "nearest-budget4-w2"}
+    assert set(merged["surrogate-budget4-w2"]["arms"]) == {"random_fifo", "random_asha", "tpe_asha", "tpe_asha_rf2",
+                                                           "tpe_asha_no_liar"}
+    assert set(merged["nearest-budget4-w2"]["arms"]) == {"random_fifo", "random_asha", "tpe_asha"}
+    for key in merged:
+        assert merged[key]["mode"] == key.split("-")[0]
+        for arm in ("random_fifo", "random_asha", "tpe_asha"):
+            assert merged[key]["arms"][arm]["final_per_seed"] == one[key]["arms"][arm]["final_per_seed"]
     report = (tmp_path / "m" / "report.md").read_text()
     assert "**The goal**" in report and "| tpe_asha_no_liar |" in report

@@ -15,6 +15,9 @@ divergence at a curve's last epoch, so ``read_curves`` appends it the same way (
 Many runs whose loss stayed finite still collapsed to chance (top-1 0.001 on ImageNet's 1,000
 classes: 171 of the 365); they are ordinary curves here, as they are for a searcher.
 
+A report is an epoch; a run plans ``epochs`` of them (``Curve.planned``). The attribution line
+of a file is read from the LICENSE beside it (``formats.attribution``).
+
 Example::
 
     python -c "from benchmarks.curves import opda; \\
@@ -36,6 +39,14 @@ from benchmarks.curves.table import Curve
 
 # The keys of a line that are not hyperparameters; every other key is one.
 NON_PARAMS = ("iteration", "nan_train_loss", "learning_curve")
+EPOCHS = "epochs"  # the hyperparameter that sets a run's length: its planned reports, one per epoch
+
+
+def matches(record: dict) -> bool:
+    """Whether a parsed line is in this format: a ``learning_curve`` list of per-epoch points."""
+    curve = record.get("learning_curve")
+    return isinstance(curve, list) and all(isinstance(p, dict) and "epoch" in p for p in curve)
+
 
 # opda's AlexNet tuning space, from its data README (data/alexnet/README.md). ``lr_peak_epoch``
 # is the file's value, the 0-indexed epoch at which the lr peaks, floor(p * epochs) with
@@ -81,7 +92,8 @@ def read_curves(path: str | Path, metric: str = "top_1", nan_epoch: bool = True)
     curves = []
     for number, run in runs:
         params = {k: v for k, v in run.items() if k not in NON_PARAMS}
-        curve = Curve(int(run.get("iteration", number)), params, diverged=bool(run.get("nan_train_loss", False)))
+        curve = Curve(int(run.get("iteration", number)), params, diverged=bool(run.get("nan_train_loss", False)),
+                      planned=int(run[EPOCHS]) if EPOCHS in run else None)
         clock = 0.0
         for point in run.get("learning_curve", []):
             curve.seconds.append(float(point["time"]) - clock)

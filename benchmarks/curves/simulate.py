@@ -13,9 +13,12 @@ real search builds (``StudySearcher`` and ``StudyASHA``, made by the same factor
   diverged): ``scheduler.on_trial_complete`` then ``searcher.on_trial_complete`` with the last
   result (Tune's ``stop_trial``).
 
-Every result carries ``planned_epochs``, the epochs the trial was to run: ``max_t``, or the
-config's own value of ``epochs_param`` when the table searches the number of epochs (opda's
-AlexNet runs train 20 to 100). A trial is COMPLETE by the search's one rule,
+Every result carries ``planned_epochs``, the reports the trial was to make: its curve's
+``planned`` where the lookup says it (a table's format knows each config's plan: ``formats.py``),
+else the config's own value of ``epochs_param`` when the table searches the number of epochs
+(opda's AlexNet runs train 20 to 100), else ``max_t``. A report is an epoch, or a table's own
+unit (1,000 optimizer steps on opda's DeBERTa table); the budget counts the resource each report
+took (``Curve.cost``: 1, or less for a run's short last report). A trial is COMPLETE by the search's one rule,
 ``search.study.ran_all_epochs``: its last result is its last planned epoch and did not diverge;
 only such trials can be the incumbent, as only they can be the search's best config.
 
@@ -24,10 +27,15 @@ Tune keeps at most one trial suggested ahead of the free workers for a custom se
 ``ConcurrencyLimiter``; ``lookahead`` is that number, so TPE sees exactly as many pending
 trials as in a real run.
 
-``lookup`` gives a proposal its curve: ``surrogate.CurveSurrogate`` (a k-nearest-neighbour
-model of the curve, with divergence as its own outcome) in the protocol; ``NearestCurve``, the
-nearest recorded config's curve (Syne Tune's ``add_surrogate`` with a 1-nearest-neighbour model),
-in the tests that check the loop against Ray Tune.
+``lookup`` gives a proposal its curve (``modes.py``): ``surrogate.CurveSurrogate`` (a
+k-nearest-neighbour model of the curve, with divergence as its own outcome) in the protocol's
+surrogate mode; ``NearestCurve``, the nearest recorded config's curve (Syne Tune's
+``add_surrogate`` with a 1-nearest-neighbour model), in its nearest mode and in the tests that
+check the loop against Ray Tune.
+
+A searcher's ``suggest`` may answer None, "nothing now" (Tune asks again at its next step): the
+simulator asks again after the next event, and the search ends when nothing is running and
+nothing is suggested.
 """
 
 from __future__ import annotations
@@ -93,7 +101,7 @@ class SimTrial:
     started: float = 0.0
     mismatch: int = 0
     distance: float = 0.0
-    planned: int = 0  # the epochs it is to run (result["planned_epochs"])
+    planned: int = 0  # the reports it is to make (result["planned_epochs"])
     # "complete", "diverged", "scheduler" (stopped early), "budget" (cut by the trial-epoch budget), or
     # "short" (its curve ends before its planned epochs: a NearestCurve of a shorter recorded run)
     stopped: str = ""
@@ -102,8 +110,9 @@ class SimTrial:
 @dataclass
 class SimResult:
     trials: list[SimTrial]
-    # One point per epoch result, in simulated-time order: (trial-epochs spent, seconds, incumbent)
-    # where the incumbent is the best final val_acc of the COMPLETE trials (None before).
+    # One point per result, in simulated-time order: (resource spent, in trial-epochs or reports; seconds; incumbent)
+    # where the incumbent is the best final val_acc of the COMPLETE trials (None before): the best seen, and its
+    # noise-free value where the lookup added noise.
     trace: list[tuple[int, float, float | None]]
 
 
@@ -122,13 +131,14 @@ def simulate(searcher, scheduler, lookup, *, num_samples: int, max_t: int, worke
     ``lookup``: has ``lookup(params) -> (curve, mismatches, distance)``. ``max_concurrent`` is
     ``TuneConfig.max_concurrent_trials``: None keeps one trial suggested ahead of the free
     workers, as Tune does for a custom searcher; N allows N live trials, running or pending
-    (Tune's ConcurrencyLimiter). ``epochs_param``: the config key that sets a trial's epochs
-    (its ``planned_epochs``), if the space searches it; else every trial plans ``max_t``.
+    (Tune's ConcurrencyLimiter). A trial plans its curve's ``planned`` reports, where set; else
+    ``epochs_param``: the config key that sets a trial's epochs, if the space searches it; else ``max_t``.
     """
     max_pending, live_limit = (1, None) if max_concurrent is None else (max_concurrent, max_concurrent)
     clock = 0.0
     spent = 0
     incumbent = None
+    best_seen = None  # the incumbent's val_acc as the search saw it (with the nearest mode's noise, if any)
     trials: list[SimTrial] = []
     pending: list[SimTrial] = []  # suggested, waiting for a worker
     running: list[tuple[float, int, SimTrial]] = []  # heap of (time of its next epoch end, tiebreak, trial)
@@ -139,20 +149,25 @@ def simulate(searcher, scheduler, lookup, *, num_samples: int, max_t: int, worke
         trial.started = clock
         heapq.heappush(running, (clock + trial.curve.seconds[0], int(trial.trial_id), trial))
 
-    def add_trial() -> None:
+    def add_trial() -> bool:
         nonlocal finished
         trial = SimTrial(trial_id=f"{len(trials):05d}")
         config = searcher.suggest(trial.trial_id)
-        if config is None or config == "FINISHED":
+        if config == "FINISHED":
             finished = True
-            return
+        if config is None or config == "FINISHED":
+            return False
         trial.config, trial.params = config, trial_params(config)
-        trial.planned = min(int(trial.params[epochs_param]), max_t) if epochs_param in trial.params else max_t
         trial.curve, trial.mismatch, trial.distance = lookup.lookup(trial.params)
+        if trial.curve.planned is not None:
+            trial.planned = min(trial.curve.planned, max_t)
+        else:
+            trial.planned = min(int(trial.params[epochs_param]), max_t) if epochs_param in trial.params else max_t
         trials.append(trial)
         if scheduler is not None:
             scheduler.on_trial_add(None, trial)
         pending.append(trial)
+        return True
 
     def fill() -> None:
         # One pass of Tune's loop: start pending trials on free workers, and suggest new ones
@@ -164,20 +179,21 @@ def simulate(searcher, scheduler, lookup, *, num_samples: int, max_t: int, worke
             if finished or len(trials) >= num_samples or len(pending) >= max_pending or (
                     live_limit is not None and live >= live_limit):
                 return
-            add_trial()
+            if not add_trial():
+                return
 
     fill()
     while running:
         clock, _, trial = heapq.heappop(running)
         trial.epochs += 1
-        spent += 1
+        spent += trial.curve.cost(trial.epochs)
         result = _result(trial, trial.epochs)
         decision = TrialScheduler.CONTINUE if scheduler is None else scheduler.on_trial_result(None, trial, result)
         if decision == TrialScheduler.CONTINUE:
             searcher.on_trial_result(trial.trial_id, result)
         # The trainable returns after its planned epochs, or after the epoch whose loss diverged.
         returned = trial.epochs >= min(trial.planned, len(trial.curve.val_acc))
-        over_budget = budget_epochs is not None and spent >= budget_epochs
+        over_budget = budget_epochs is not None and spent >= budget_epochs - 1e-9
         if decision == TrialScheduler.CONTINUE and not returned and not over_budget:
             heapq.heappush(running, (clock + trial.curve.seconds[trial.epochs], int(trial.trial_id), trial))
         else:
@@ -188,8 +204,9 @@ def simulate(searcher, scheduler, lookup, *, num_samples: int, max_t: int, worke
             if scheduler is not None:
                 scheduler.on_trial_complete(None, trial, result)
             searcher.on_trial_complete(trial.trial_id, result=result)
-            if complete and (incumbent is None or result["val_acc"] > incumbent):
-                incumbent = result["val_acc"]
+            if complete and (best_seen is None or result["val_acc"] > best_seen):
+                best_seen = result["val_acc"]
+                incumbent = (trial.curve.truth or trial.curve.val_acc)[trial.epochs - 1]
         trace.append((spent, clock, incumbent))
         if over_budget:
             break

@@ -92,3 +92,17 @@ def wilcoxon(a: list[float], b: list[float]) -> dict:
     z = (diff - math.copysign(0.5, diff)) / math.sqrt(var) if diff else 0.0
     p = min(1.0, math.erfc(abs(z) / math.sqrt(2)))
     return {"n": n, "w_plus": w_plus, "z": z, "p": p}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979), in the order given: the i-th smallest of m is multiplied by
+    m - i + 1 (i from 1), kept non-decreasing in that order, capped at 1. Rejecting where adjusted p < alpha keeps
+    the family-wise error rate of the m tests at alpha."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    out = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out

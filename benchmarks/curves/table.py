@@ -16,13 +16,29 @@ _INTS = {"config_id", "batch_size", "epoch"}
 
 @dataclass
 class Curve:
-    """One recorded config: its parameters and, per epoch, val_acc and wall seconds."""
+    """One run of a config: its parameters and, per report (an epoch, or a table's own unit), the metric and seconds.
+
+    Every table format's adapter gives these: ``formats.py`` says what a report is in each.
+    """
 
     config_id: int
     params: dict
-    val_acc: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    diverged: bool = False  # the run stopped at its last recorded epoch with a non-finite loss
+    val_acc: list[float] = field(default_factory=list)  # the metric after each report, higher is better
+    seconds: list[float] = field(default_factory=list)  # time each report took
+    diverged: bool = False  # the run failed at its last report (a non-finite loss, or a format's own rule)
+    # The resource spent by the end of each report, in reports (None: 1, 2, 3, ...); a run whose planned steps end
+    # between two evaluations has a shorter last report, e.g. 7.012 for 7,012 steps evaluated every 1,000.
+    resource: list[float] | None = None
+    planned: int | None = None  # the reports the run was to make (None: the simulator's rule, see simulate.py)
+    # The noise-free metric where val_acc has noise added (the protocol's nearest mode with --noise): a search sees
+    # val_acc, and its regret is measured on this.
+    truth: list[float] | None = None
+
+    def cost(self, report: int) -> float:
+        """The resource report ``report`` (1-based) took: 1 unless ``resource`` says less."""
+        if self.resource is None:
+            return 1.0
+        return self.resource[report - 1] - (self.resource[report - 2] if report > 1 else 0.0)
 
 
 @dataclass

@@ -1,33 +1,40 @@
 """A table ready to replay searches on: its curves, the space each arm searches, and the surrogate serving curves.
 
-Two formats, told apart by the file's suffix, so that any table of either runs unchanged:
+Any table of a known format runs unchanged (``formats.py`` reads it by the adapter its content
+calls for):
 
 - the project's learning-curve CSV (``table.py``, recorded by ``python -m benchmarks.curves
   record``): the space is the project's own (``--space``, ``scratch`` by default), as
   ``search.run`` plans it, and a suggestion is checked against ``RunConfig`` as a real search
   checks it; every trial plans ``max_t`` = the table's last epoch;
-- an opda-format JSON Lines file (``opda.py``): the space is the file's own box
-  (``opda.infer_distributions``), with no budget plan and no recipe, and a suggestion is not a
-  ``RunConfig``; when it searches ``epochs``, each trial plans its own and ``max_t`` is the
-  largest (100 for opda's AlexNet runs).
+- an opda-format JSON Lines file, of either kind (``opda.py``: epochs, its AlexNet table;
+  ``opda_steps.py``: optimizer steps, its DeBERTa table): the space is the file's own box
+  (``opda.infer_distributions`` over the format's known space), with no budget plan and no recipe,
+  and a suggestion is not a ``RunConfig``; each trial plans what its config plans (its
+  ``epochs``; its steps, from its epochs and batch size), and ``max_t`` is the longest run.
 
-Either way ``lookup`` is ``surrogate.CurveSurrogate`` fitted on every recorded curve, and the
-regret is normalised by the best and worst final val_acc of the recorded runs that ran all their
-planned epochs without diverging.
+``lookup`` is ``surrogate.CurveSurrogate`` fitted on every recorded curve, as the surrogate mode
+serves it (``modes.py``; the nearest mode answers recorded runs instead), and the regret is
+normalised by the best and worst final metric of the recorded runs that ran all their planned
+reports without diverging.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 
-from benchmarks.curves import opda
-from benchmarks.curves.surrogate import OPDA_ATTRIBUTION, CurveSurrogate
-from benchmarks.curves.table import Curve, read_table
+from optuna.distributions import CategoricalDistribution
 
-EPOCHS_PARAM = "epochs"  # a table's parameter that sets a run's length, when it searches it
+from benchmarks.curves import formats, opda, opda_steps
+from benchmarks.curves.surrogate import CurveSurrogate
+from benchmarks.curves.table import Curve
+
+EPOCHS_PARAM = opda.EPOCHS  # a table's parameter that sets a run's length in epochs, when it searches it
+# The parameters a format's plan reads: a random trial's planned reports are drawn over their values.
+PLAN_PARAMS = {"csv": (), "opda-epochs": (opda.EPOCHS,), "opda-steps": (opda_steps.EPOCHS, opda_steps.BATCH)}
 
 
 @dataclass
@@ -39,35 +46,57 @@ class Testbed:
     curves: list[Curve]
     distributions: dict  # the recorded space, as the surrogate normalises it
     spaces: dict  # Arm.space ("budget" | "full") -> (define-by-run space, recipes evaluated first)
-    max_t: int  # epochs of one full trial: ASHA's max_t, the budget's unit
+    max_t: int  # reports of one full trial (epochs, or the format's unit): ASHA's max_t
     epochs_param: str | None  # the searched parameter that sets a trial's planned epochs, if any
     check_suggestion: bool  # a suggestion must be a RunConfig (the project's spaces), as make_searcher checks
-    lookup: CurveSurrogate
+    lookup: object  # the surrogate mode's answer (modes.SurrogateAnswer)
+    recorded: formats.Recorded | None = None
+
+    @property
+    def full(self) -> float:
+        """The resource of one full trial, the budget's unit: ``max_t``, or less where its last report is short."""
+        return self.recorded.full if self.recorded else float(self.max_t)
+
+    @property
+    def unit(self) -> str:
+        return self.recorded.unit if self.recorded else "epoch"
 
     def planned_epochs(self, params: dict) -> int:
+        """The reports a run of ``params`` plans."""
+        if self.recorded is not None:
+            return self.recorded.planned(params)
         return int(params[self.epochs_param]) if self.epochs_param in params else self.max_t
 
     def finals(self) -> tuple[float, float]:
-        """The best and worst final val_acc of the recorded runs that ran all their planned epochs."""
+        """The best and worst final metric of the recorded runs that ran all their planned reports."""
         finals = [c.val_acc[-1] for c in self.curves
-                  if not c.diverged and len(c.val_acc) == self.planned_epochs(c.params)]
+                  if not c.diverged and len(c.val_acc) == (c.planned or self.planned_epochs(c.params))]
         return max(finals), min(finals)
 
     def planned_choices(self) -> list[int] | None:
-        """The planned epochs a random trial draws uniformly (the ``epochs`` distribution), or None: always max_t."""
-        if self.epochs_param is None:
+        """The planned reports of a random trial, one per combination of the values its plan reads (drawn
+        uniformly), or None: always max_t."""
+        names = PLAN_PARAMS[self.recorded.format] if self.recorded else (
+            (self.epochs_param,) if self.epochs_param else ())
+        names = [n for n in names if n in self.distributions]
+        if not names:
             return None
-        d = self.distributions[self.epochs_param]
-        return list(range(int(d.low), int(d.high) + 1, int(d.step or 1)))
+        values = []
+        for n in names:
+            d = self.distributions[n]
+            values.append(list(d.choices) if isinstance(d, CategoricalDistribution)
+                          else list(range(int(d.low), int(d.high) + 1, int(d.step or 1))))
+        return [self.planned_epochs(dict(zip(names, combo))) for combo in itertools.product(*values)]
 
     def describe(self) -> dict:
         done = [c for c in self.curves if not c.diverged]
         best, worst = self.finals()
-        return {"path": self.path, "source": self.source, "configs": len(self.curves),
-                "diverged": len(self.curves) - len(done), "max_t": self.max_t, "epochs_param": self.epochs_param,
+        return {"path": self.path, "source": self.source, "format": self.recorded.format if self.recorded else None,
+                "unit": self.unit, "configs": len(self.curves), "diverged": len(self.curves) - len(done),
+                "max_t": self.max_t, "full": self.full, "epochs_param": self.epochs_param,
                 "best_final": best, "worst_final": worst,
                 "median_epoch_seconds": statistics.median(s for c in self.curves for s in c.seconds),
-                "surrogate": repr(self.lookup.settings), "budget_recipes": self.spaces["budget"][1]}
+                "surrogate": repr(self.lookup.model.settings), "budget_recipes": self.spaces["budget"][1]}
 
 
 def load_space(table, space_name: str, train_images: int | None = None):
@@ -98,21 +127,18 @@ def load_space(table, space_name: str, train_images: int | None = None):
 
 @functools.lru_cache(maxsize=None)
 def load(path: str, space_name: str = "scratch", train_images: int | None = None) -> Testbed:
-    """The table at ``path`` (``.jsonl``: opda's format; else the project's CSV), read and fitted once per process."""
-    if Path(path).suffix == ".jsonl":
-        curves, distributions = opda.read_opda(path)
-        epochs_param = EPOCHS_PARAM if EPOCHS_PARAM in distributions else None
-        max_t = int(distributions[EPOCHS_PARAM].high) if epochs_param else max(
-            len(c.val_acc) for c in curves if not c.diverged)
-        space = opda.make_space(distributions)
-        source = OPDA_ATTRIBUTION if Path(path).name == "alexnet_tuning.results.jsonl" else "an opda-format jsonl"
-        return Testbed(str(path), source, curves, distributions, {"budget": (space, []), "full": (space, [])},
-                       max_t, epochs_param, False, CurveSurrogate.fit(curves, distributions))
-    table = read_table(path)
-    max_t = max(r["epoch"] for r in table.rows)
-    curves = [c for c in table.curves() if len(c.val_acc) == max_t or c.diverged]
-    kinds, _ = load_space(table, space_name, train_images)
-    # The surrogate normalises over the recorded ranges, as ``surrogate validate --table`` validates it.
-    distributions = opda.infer_distributions(curves, known={})
-    return Testbed(str(path), "the project's recorded table (CIFAR-10, JPEG-75 copy)", curves, distributions, kinds,
-                   max_t, None, True, CurveSurrogate.fit(curves, distributions))
+    """The table at ``path``, of any format (``formats.detect``: by content), read and fitted once per process."""
+    from benchmarks.curves.modes import SurrogateAnswer
+
+    rec = formats.read(path)
+    model = CurveSurrogate.fit(rec.curves, rec.distributions, points=rec.points)
+    answer = SurrogateAnswer(model, rec)
+    if rec.format == "csv":
+        # The project's own space and budget plan; the surrogate normalises over the recorded ranges, as
+        # ``surrogate validate --table`` validates it.
+        kinds, _ = load_space(rec.table, space_name, train_images)
+        return Testbed(str(path), rec.source, rec.curves, rec.distributions, kinds, rec.max_t, None, True, answer, rec)
+    space = opda.make_space(rec.distributions)
+    epochs_param = EPOCHS_PARAM if rec.format == "opda-epochs" and EPOCHS_PARAM in rec.distributions else None
+    return Testbed(str(path), rec.source, rec.curves, rec.distributions, {"budget": (space, []), "full": (space, [])},
+                   rec.max_t, epochs_param, False, answer, rec)
