@@ -28,6 +28,8 @@ from spaces.budget import default_grace_period
 BASELINE = "random_fifo"  # every arm is tested against it
 SECOND_BASELINE = "random_asha"  # Ray's own CIFAR example; the shipped arm is tested against it too
 SHIPPED = "tpe_asha"
+# Issue 33's goal: the shipped arm ends lower than each of these (Holm-corrected over every table, budget, W and mode).
+GOAL_BASELINES = [BASELINE, SECOND_BASELINE, "optuna_hyperband", "one_rung_topk"]
 GRID_POINTS = 300  # points of the regret curves over the budget (and over time)
 CHECKPOINTS = (0.25, 0.5, 1.0)  # fractions of the budget at which the arms are tested against the baseline
 
@@ -38,7 +40,7 @@ class Arm:
 
     name: str
     sampler: str = "tpe"  # tpe | random | optuna (Optuna's default TPESampler, for the plain-Optuna loop)
-    scheduler: str = "asha"  # asha | fifo | hyperband (Optuna's HyperbandPruner, plain-Optuna loop only)
+    scheduler: str = "asha"  # asha | fifo | hyperband (Optuna's HyperbandPruner, plain-Optuna loop only) | topk
     recipe: bool = True  # evaluate the space's recipe first
     grace_period: int | None = None  # None: grace_fraction of max_t, or as shipped (spaces.budget.default_grace_period)
     grace_fraction: float | None = None  # the grace period as a fraction of max_t (at least 1 epoch)
@@ -62,6 +64,8 @@ ARMS = {a.name: a for a in [
     Arm("tpe_fifo", scheduler="fifo"),
     Arm(SHIPPED),
     Arm("optuna_hyperband", sampler="optuna", scheduler="hyperband", recipe=False, space="full"),
+    # Every trial to one rung, the top k finished (arXiv 2307.15422; topk_arm.py).
+    Arm("one_rung_topk", sampler="random", scheduler="topk", recipe=False, space="full"),
     # The grace period: the shipped default is half of max_t.
     Arm("tpe_asha_grace1", grace_period=1),
     Arm("tpe_asha_grace_quarter", grace_fraction=0.25),
@@ -77,7 +81,7 @@ ARMS = {a.name: a for a in [
     Arm("tpe_asha_full_space", space="full"),
     Arm("random_fifo_budget", sampler="random", scheduler="fifo", recipe=False),
 ]}
-DEFAULT_ARMS = ["random_fifo", "random_asha", "tpe_fifo", SHIPPED, "optuna_hyperband"]
+DEFAULT_ARMS = ["random_fifo", "random_asha", "tpe_fifo", SHIPPED, "optuna_hyperband", "one_rung_topk"]
 VARIANTS = ["tpe_asha_grace1", "tpe_asha_grace_quarter", "tpe_asha_rf2", "tpe_asha_rf4", "tpe_asha_startup4",
             "tpe_asha_startup10", "tpe_asha_no_liar"]
 DECOMPOSITION = ["tpe_asha_no_recipe", "tpe_asha_full_space", "random_fifo_budget"]
@@ -94,6 +98,11 @@ def num_trials(arm: Arm, budget: int, max_t: int, planned: list[int] | None = No
     """
     if arm.scheduler == "hyperband":
         return UNLIMITED
+    if arm.scheduler == "topk":
+        from benchmarks.curves import topk_arm
+
+        _, n, _ = topk_arm.plan(budget, max_t, planned)
+        return 2 * n  # the first phase, then the finishing runs until the budget is spent
     rungs = [] if arm.scheduler == "fifo" else asha_rungs(max_t, arm.grace(max_t), arm.reduction_factor)
     lengths = planned or [max_t]
     per_trial = sum(expected_epochs_left(0, e, [r for r in rungs if r < e], arm.reduction_factor)
@@ -102,14 +111,14 @@ def num_trials(arm: Arm, budget: int, max_t: int, planned: list[int] | None = No
 
 
 def build_search(arm: Arm, space, recipes: list[dict], seed: int, num_samples: int, max_t: int, storage=None,
-                 check_suggestion: bool = True):
+                 check_suggestion: bool = True, topk: tuple[int, int, int] | None = None):
     """The searcher and scheduler that ``search.run`` builds for the arm's flags, by its own factories.
 
     ``storage``: the study's (in memory by default). ``check_suggestion`` False: a table's own
     space, whose parameters are not RunConfig fields, gets the same ``StudySearcher`` with the
     same defaults but no RunConfig check (``make_searcher`` adds it). The one arm that is not a
     flag of search.run changes one thing: the sampler's constant liar. ``optuna_hyperband`` is
-    plain Optuna (``optuna_arm.build``).
+    plain Optuna (``optuna_arm.build``); ``one_rung_topk`` is ``topk_arm.build`` with ``topk`` = (rung, n, k).
     """
     from search.config import SearchConfig
     from search.sampler import make_sampler, n_startup_trials
@@ -121,6 +130,10 @@ def build_search(arm: Arm, space, recipes: list[dict], seed: int, num_samples: i
         from benchmarks.curves import optuna_arm
 
         return optuna_arm.build(space, seed, max_t, arm.reduction_factor)
+    if arm.scheduler == "topk":
+        from benchmarks.curves import topk_arm
+
+        return topk_arm.build(space, seed, *topk)
     config = SearchConfig(space="scratch", sampler=arm.sampler, scheduler=arm.scheduler, recipe=arm.recipe,
                           num_samples=num_samples, max_epochs=max_t, seed=seed, grace_period=arm.grace(max_t),
                           reduction_factor=arm.reduction_factor,
@@ -147,8 +160,13 @@ def _changes(trace: list[tuple[int, float, float]]) -> list[tuple[int, float, fl
     return out
 
 
-def run_one(arm: Arm, bed, *, seed: int, budget: int, workers: int, keep_trials: bool = False) -> dict:
+def run_one(arm: Arm, bed, *, seed: int, budget: int, workers: int, keep_trials: bool = False,
+            mode: str = "surrogate", noise: float = 0.0) -> dict:
     """One simulated search on ``bed`` (a ``testbed.Testbed``): its regret trace and how its trials ended.
+
+    ``mode``: how a proposal gets its curve (``modes.py``: "surrogate" or "nearest", the latter
+    with Gaussian ``noise`` of that standard deviation). The budget is ``budget`` full trials of
+    the table's resource (``bed.full``).
 
     The trace keeps the points where the regret changes (trial-epochs spent, simulated seconds,
     normalised regret), and the last one. Per trial: how it ended (``stopped``), and its
@@ -160,15 +178,18 @@ def run_one(arm: Arm, bed, *, seed: int, budget: int, workers: int, keep_trials:
     best, worst = bed.finals()
     n = num_trials(arm, budget, bed.max_t, bed.planned_choices())
     space, recipes = bed.spaces[arm.space]
+    from benchmarks.curves import modes, topk_arm
+
+    topk = topk_arm.plan(budget, bed.max_t, bed.planned_choices()) if arm.scheduler == "topk" else None
     searcher, scheduler = build_search(arm, space, recipes, seed, n, bed.max_t,
-                                       check_suggestion=bed.check_suggestion)
+                                       check_suggestion=bed.check_suggestion, topk=topk)
     # Plain Optuna's workers ask when they are free; Tune keeps one trial suggested ahead of them.
-    result = simulate(searcher, scheduler, bed.lookup, num_samples=n, max_t=bed.max_t, workers=workers,
-                      budget_epochs=budget * bed.max_t, epochs_param=bed.epochs_param,
+    result = simulate(searcher, scheduler, modes.answer(mode, bed, seed=seed, noise=noise), num_samples=n,
+                      max_t=bed.max_t, workers=workers, budget_epochs=budget * bed.full, epochs_param=bed.epochs_param,
                       max_concurrent=workers if arm.scheduler == "hyperband" else None)
     trace = _changes([(e, t, normalised_regret(inc, best, worst)) for e, t, inc in result.trace])
     return {
-        "arm": arm.name, "seed": seed, "budget": budget, "workers": workers,
+        "arm": arm.name, "mode": mode, "seed": seed, "budget": budget, "workers": workers,
         "num_samples": n if n < UNLIMITED else None,
         "epochs": [e for e, _, _ in trace],
         "seconds": [t for _, t, _ in trace],
@@ -247,10 +268,11 @@ def summarise(runs: list[dict], budget: int, max_t: int) -> dict:
             for frac in CHECKPOINTS:
                 g = round(frac * GRID_POINTS) - 1
                 row["tests"][str(frac)] = _tests([c[g] for c in curves[a]], [c[g] for c in curves[BASELINE]])
-    # The final regrets, paired by seed, against random + ASHA and against the shipped arm (its one-change variants).
+    # The final regrets, paired by seed, against the goal's baselines and against the shipped arm (its one-change
+    # variants).
     for a, row in out["arms"].items():
         row["vs"] = {b: _tests(row["final_per_seed"], out["arms"][b]["final_per_seed"])
-                     for b in (SECOND_BASELINE, SHIPPED) if b in arms and b != a}
+                     for b in (*GOAL_BASELINES[1:], SHIPPED) if b in arms and b != a}
     mismatches = [m for r in runs for m in r["mismatch"]]
     distances = [d for r in runs for d in r["distance"]]
     out["nearest"] = {
