@@ -184,3 +184,20 @@ def test_opdas_alexnet_table_has_512_configs_147_diverged():
     assert sum(c.diverged and len(c.val_acc) == 1 for c in curves) == 49  # NaN within the first epoch
     assert all(len(c.val_acc) == c.params["epochs"] for c in curves if not c.diverged)
     assert distributions == opda.OPDA_ALEXNET_SPACE
+
+
+def test_validation_scores_the_top_quartile_of_held_out_runs_apart():
+    from benchmarks.curves.surrogate import _scores
+
+    # Eight completed runs, finals 0.1 .. 0.8; the model ranks the whole set right but the top two backwards, and
+    # serves the best run as diverged.
+    real = [Curve(i, {}, [0.1 * (i + 1)], [1.0]) for i in range(8)]
+    ok = [Curve(i, {}, [0.1 * (i + 1) + (0.05 if i == 6 else -0.05 if i == 7 else 0.0)], [1.0]) for i in range(8)]
+    served = [*ok[:7], Curve(7, {}, [0.0], [1.0], diverged=True)]
+    s = _scores(real, served, ok)
+    top = s["top_quartile"]
+    assert top["configs"] == 2  # 0.7 and 0.8: at or above the 75th percentile, 0.625
+    assert top["final_spearman_if_not_diverged"] == pytest.approx(-1.0)
+    assert top["final_mae_if_not_diverged"] == pytest.approx(0.05)
+    assert top["final_mae"] == pytest.approx((0.05 + 0.8) / 2) and top["predicted_diverged"] == 0.5
+    assert s["final_spearman_if_not_diverged"] == pytest.approx(1 - 6 * 2 / (8 * 63))
