@@ -1,7 +1,7 @@
 """``SearchConfig``: one search as one typed object, the way ``RunConfig`` is one training run.
 
 The command line builds it from its flags (``cli.py`` makes the flags from its fields), a Python
-caller builds it directly. It is saved whole in ``search.json``, and ``--resume``,
+caller builds it directly. It is saved whole in the study (``search/state.py``), and ``--resume``,
 ``search.retrain``, ``--warm-start`` and ``search.report`` reload it from there.
 
 Example::
@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from dataclasses import MISSING, dataclass
 from pathlib import Path
@@ -25,8 +24,9 @@ from model.data import CIFAR10Data
 from model.flags import check_choices, check_finite, config_from_dict, field_default, flag_name, setting
 from spaces.budget import default_grace_period
 
-from .constants import SEARCH_JSON
+from .constants import STUDY_DB
 from .errors import SearchError
+from .state import CONFIG, read_record
 
 
 MAX_SEED = 2**32 - 1  # the largest seed numpy, and so Optuna's samplers, accept
@@ -99,7 +99,7 @@ class SearchConfig(DataConfig):
     scheduler: str = setting("asha", "ASHA early stopping, or fifo: every trial runs all --max-epochs (a baseline)",
                              choices=("asha", "fifo"))
     n_startup_trials: int | None = setting(None, "random trials before TPE models the results",
-                                           default_text="max(4, num_samples // 4)")
+                                           default_text="a share of --num-samples (search/sampler.py)")
     time_budget: str | None = setting(None, "bound the whole command, search, retrain and report, to this long "
                                             "(e.g. 10m, 2h, 3600s); trials cut short are PRUNED", metavar="DURATION",
                                       defining=False)
@@ -227,12 +227,11 @@ class SearchConfig(DataConfig):
 
     @classmethod
     def from_run(cls, run_dir: str | Path) -> SearchConfig:
-        """The config of the search in ``run_dir``, from its ``search.json``."""
-        path = Path(run_dir) / SEARCH_JSON
-        if not path.is_file():
-            raise SearchError(f"{path} not found: {run_dir} holds no search (pass a search's --out folder)")
-        saved = json.loads(path.read_text())
-        return cls.from_dict(saved["config"] if "config" in saved else _from_flags(saved["args"]))
+        """The config of the search in ``run_dir``, from its study."""
+        saved = read_record(run_dir)
+        if not saved or (CONFIG not in saved and "args" not in saved):
+            raise SearchError(f"{Path(run_dir) / STUDY_DB} holds no search: pass a search's --out folder")
+        return cls.from_dict(saved[CONFIG] if CONFIG in saved else _from_flags(saved["args"]))
 
 
 def trial_config(base: RunConfig, params: dict, weights_by_arch: dict[str, str] | None = None) -> RunConfig:

@@ -34,9 +34,10 @@ from __future__ import annotations
 import statistics
 import time
 
-from ray.tune import Callback, Stopper
+from ray.tune import Stopper
+from ray.tune.result import TIME_THIS_ITER_S
 
-from .study import ran_all_epochs
+from .study import best_complete_trial
 
 REPORT_MARGIN_S = 20.0  # the test pass, the report and Ray's shutdown after the search
 SEARCH_SHARE = 0.5  # the most of --time-budget the search gets by default
@@ -54,7 +55,7 @@ def retrain_share(budget_s: float, trial_seconds: float, slots: int, trials_need
     return 1.0 - SEARCH_SHARE * min(1.0, affordable / max(1, trials_needed))
 
 
-class RetrainDeadline(Stopper, Callback):
+class RetrainDeadline(Stopper):
     """Stops all trials when ``now + kept for the retrain >= deadline`` (``time.monotonic`` seconds).
 
     ``retrain_images``: what the retrain must train at least (``--max-epochs`` or
@@ -62,12 +63,13 @@ class RetrainDeadline(Stopper, Callback):
     ``budget_s`` (the whole ``--time-budget``), a share of it is kept for the retrain even when
     the estimate is less: ``share``, or by default ``retrain_share`` of the trials' measured time.
 
-    Also a Tune ``Callback``: Tune calls a callback's ``on_trial_complete`` only after the
-    searcher has recorded the trial (COMPLETE in the study), so a stop that follows cannot lose
-    the last result of the trial that made it possible.
+    It stops nothing before the ``study`` holds a COMPLETE trial of this search, of this run or of
+    one before a ``--resume``: that is the config to retrain. Read from the study, not from Tune's
+    calls, the stop cannot come before the searcher has recorded that trial, whatever order Tune
+    tells its searcher and its callbacks in.
     """
 
-    def __init__(self, deadline: float, retrain_images: int, max_t: int, clock=time.monotonic, *,
+    def __init__(self, deadline: float, retrain_images: int, max_t: int, clock=time.monotonic, *, study=None,
                  budget_s: float | None = None, share: float | None = None, slots: int = 1,
                  trials_needed: int = 1, max_images: int | None = None) -> None:
         self.deadline, self.retrain_images, self.max_t, self.clock = deadline, retrain_images, max_t, clock
@@ -75,8 +77,16 @@ class RetrainDeadline(Stopper, Callback):
         self.max_images = max_images
         self.speeds: list[float] = []  # training images/s of every epoch reported
         self.epoch_seconds: list[float] = []  # wall seconds of every epoch: training, validation, checkpoint
-        self.completed = False  # a trial ran all max_t epochs: there is a config to retrain
+        self.study = study
+        self._completed = False
         self.fired = False
+
+    @property
+    def completed(self) -> bool:
+        """Whether the study holds a COMPLETE trial of this search: a config to retrain."""
+        if not self._completed and self.study is not None:
+            self._completed = best_complete_trial(self.study) is not None
+        return self._completed
 
     def seconds_for(self, images: int) -> float | None:
         """Seconds to train ``images`` images at the median images/s of the epochs so far, plus the margin."""
@@ -142,13 +152,9 @@ class RetrainDeadline(Stopper, Callback):
     def __call__(self, trial_id: str, result: dict) -> bool:
         if result.get("images_per_second"):
             self.speeds.append(float(result["images_per_second"]))
-        if result.get("time_this_iter_s"):  # Tune's own timing of the epoch
-            self.epoch_seconds.append(float(result["time_this_iter_s"]))
+        if result.get(TIME_THIS_ITER_S):  # Tune's own timing of the epoch
+            self.epoch_seconds.append(float(result[TIME_THIS_ITER_S]))
         return False
-
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        if ran_all_epochs(trial.last_result, self.max_t):
-            self.completed = True
 
     def stop_all(self) -> bool:
         estimate = self.retrain_seconds()

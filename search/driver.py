@@ -10,9 +10,6 @@ with the trials it left unfinished.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import json
-import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -30,18 +27,20 @@ from spaces.recipe import fit_recipe
 
 from . import storage
 from .config import SearchConfig
-from .constants import EXPERIMENT, SEARCH_JSON, STUDY_DB
+from .constants import EXPERIMENT, STUDY_DB
 from .deadline import RetrainDeadline
 from .disk import DiskFullError, DiskGuard, check_free_space, disk_full_message, is_disk_full
 from .errors import RetrainError, SearchError
 from .lock import LOCK_NAME, OutLock
 from .progress import format_duration, progress_callbacks
 from .ray_start import check_address, ray_session, resolve_gpus, trial_device, trial_slots
-from .results import SearchResult, print_summary, write_results, write_started
+from .results import SearchResult, print_summary, write_results
 from .sampler import make_sampler, n_startup_trials
 from .signals import resume_line, say_once, stop_on_signals
-from .study import (FAIL_REASON, RAY_TRIAL_ID, create_study, enqueue_recipes, open_storage, own_trials,
-                    prune_cut_by_budget, samples_taken)
+from .state import (CONFIG, FINISHED, INTERRUPTED, TIME_BUDGET_HIT, WALL_SECONDS, any_trial_started, inspect_study,
+                    record_end, record_of, record_start, save_record)
+from .study import (ERROR, FAIL_REASON, count_trials, create_study, enqueue_recipes, open_storage, own_trials,
+                    prune_cut_by_budget)
 from .warm_start import WarmStart, load_warm_trials
 from .weights import resolve_weights
 
@@ -93,16 +92,21 @@ def check_resume(config: SearchConfig, resume: bool, out: Path) -> None:
             (out / STUDY_DB).unlink()
         return
 
-    if not (out / STUDY_DB).exists():
-        raise SearchError(f"--resume: {out} holds no search to resume (no {STUDY_DB}); run without --resume to "
-                          "start a new search")
-    if (out / SEARCH_JSON).exists():
-        changed = config.changed_flags(SearchConfig.from_run(out))
-        if changed:
-            raise SearchError(f"--resume continues the search as it was defined; these flags differ: "
-                              f"{'; '.join(changed)}. Resume with the original values, or start a new search in "
-                              "another --out")
-        check_not_complete(out, json.loads((out / SEARCH_JSON).read_text()))
+    study = inspect_study(out)
+    if study is None:
+        raise SearchError(f"--resume: {out} holds no search to resume (no {STUDY_DB}, or one that started no "
+                          "trial); run without --resume to start a new search")
+    record = record_of(study)
+    if CONFIG not in record:
+        raise SearchError(f"--resume: {out / STUDY_DB} does not say how its search was defined (it predates the "
+                          "search's record in the study, or is not this project's); start a new search that learns "
+                          f"from it: --warm-start {out} --out NEW_FOLDER")
+    changed = config.changed_flags(SearchConfig.from_dict(record[CONFIG]))
+    if changed:
+        raise SearchError(f"--resume continues the search as it was defined; these flags differ: "
+                          f"{'; '.join(changed)}. Resume with the original values, or start a new search in "
+                          "another --out")
+    check_not_complete(out, record)
     try:
         with open(out / STUDY_DB, "r+b"):  # what a read-only or immutable (chattr +i) file refuses, even root
             pass
@@ -110,24 +114,13 @@ def check_resume(config: SearchConfig, resume: bool, out: Path) -> None:
         raise SearchError(f"--resume: cannot write {out / STUDY_DB} ({e.strerror}); make it writable") from None
 
 
-def check_not_complete(out: Path, saved: dict) -> None:
+def check_not_complete(out: Path, record: dict) -> None:
     """A search that finished, or that its --time-budget ended, has nothing to resume: say so, change nothing."""
-    if saved.get("finished") is None or saved.get("interrupted"):
+    if record.get(FINISHED) is None or record.get(INTERRUPTED):
         return
-    why = "its --time-budget ended it" if saved.get("time_budget_hit") else "every trial ran"
+    why = "its --time-budget ended it" if record.get(TIME_BUDGET_HIT) else "every trial ran"
     raise SearchError(f"--resume: the search in {out} is complete ({why}); to search more, start a new search that "
                       f"learns from it: --warm-start {out} --out NEW_FOLDER")
-
-
-def any_trial_started(out: Path) -> bool:
-    """Whether the study in ``out`` holds a trial handed to Tune (the searcher tags each with its Tune trial's id)."""
-    try:
-        with sqlite3.connect(f"file:{out / STUDY_DB}?mode=ro", uri=True) as con:
-            return con.execute("SELECT COUNT(*) FROM trial_user_attributes WHERE key = ?", (RAY_TRIAL_ID,)).fetchone()[0] > 0
-    except sqlite3.OperationalError:  # its tables not created yet: Optuna died creating it
-        return False
-    except sqlite3.DatabaseError as e:
-        raise SearchError(f"{out / STUDY_DB} is not an Optuna study ({e}); choose another --out") from None
 
 
 @dataclass
@@ -179,7 +172,7 @@ def _search(config: SearchConfig, resume: bool, out: Path, storage_path: str) ->
                                           len(data.train_labels))
     warm = None
     if config.warm_start and not resume:
-        warm = load_warm_trials(config, Path(config.warm_start), data.describe())
+        warm = load_warm_trials(config, Path(config.warm_start), data.describe(), space)
     with ray_session(config.address, config.verbose):
         return _tune(config, resume, out, storage_path, t_start,
                      _Setup(space, info.params, weights, points, data, warm, budget))
@@ -210,23 +203,19 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
                              pretrained=pretrained),
         {"cpu": config.cpus_per_trial, "gpu": gpus},
     )
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     per_epoch = len(data.train_labels) + len(data.val_labels)  # images a retrain epoch sees: train + validation
+    startup = n_startup_trials(config.num_samples, config.n_startup_trials)
     study_storage = open_storage(out)
-    study = create_study(study_storage, config.study_name, make_sampler(
-        config.sampler, config.seed, n_startup_trials(config.num_samples, config.n_startup_trials)))
-    if resume:
-        previous = json.loads((out / SEARCH_JSON).read_text()) if (out / SEARCH_JSON).exists() else {}
-        started = previous.get("started", started)
-        t0 -= previous.get("wall_seconds") or 0.0
-    else:
+    study = create_study(study_storage, config.study_name, make_sampler(config.sampler, config.seed, startup))
+    t0 -= record_start(study, config.to_dict(), data.describe(), resume=resume, **extra)  # earlier runs' time
+    if not resume:
         enqueue_recipes(study, setup.recipes, config.num_samples)
         if warm is not None:
             warm.add_to(study)
     slots = trial_slots(resources, config.cpus_per_trial, gpus, config.max_concurrent)
     cost = estimate(config, setup, base, weights_by_arch, pretrained, gpus, slots,
-                    trials=config.num_samples - sum(t.state.is_finished() for t in own_trials(study)))
+                    trials=config.num_samples - count_trials(study).finished)
     budget = config.time_budget_s - (time.perf_counter() - t_start) if config.time_budget else None
     deadline = None
     if budget is not None and config.retrain:
@@ -236,9 +225,8 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
         deadline = RetrainDeadline(
             time.monotonic() + budget, epochs * per_epoch, config.max_epochs,
             budget_s=None if config.retrain_epochs else config.time_budget_s, share=config.retrain_share,
-            slots=slots, trials_needed=min(config.num_samples, len(setup.recipes) + n_startup_trials(
-                config.num_samples, config.n_startup_trials)),
-            max_images=None if config.retrain_epochs else max(epochs * per_epoch, PAPER_IMAGES))
+            slots=slots, trials_needed=min(config.num_samples, len(setup.recipes) + startup),
+            max_images=None if config.retrain_epochs else max(epochs * per_epoch, PAPER_IMAGES), study=study)
     stop = StopSearch()
     guard = DiskGuard(out, storage.local_folder(storage_path), stop)
     asha = config.scheduler == "asha"
@@ -247,13 +235,12 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
                                   reduction_factor=config.reduction_factor if asha else None,
                                   deadline_s=budget, retrain=deadline, plan=cost)
     tuner = make_tuner(config, storage_path, trainable, make_searcher(config, study, study_storage, setup.space, stop),
-                       make_scheduler(config, study), params=setup.params, time_budget_s=budget,
-                       stoppers=[stop, *([deadline] if deadline else [])],
-                       callbacks=[*progress, *([deadline] if deadline else []), guard])
-    extra = {**extra, "budget_plan": setup.budget.to_dict() if setup.budget else None,
-             "plan": cost.to_dict() if cost else None}
-    # The earlier runs' wall time, kept should this run be killed too.
-    write_started(out, config, started, data.describe(), {**extra, "wall_seconds": time.perf_counter() - t0})
+                       make_scheduler(config, study, study_storage), params=setup.params, time_budget_s=budget,
+                       stoppers=[stop, *([deadline] if deadline else [])], callbacks=[*progress, guard])
+    save_record(study, budget_plan=setup.budget.to_dict() if setup.budget else None,
+                plan=cost.to_dict() if cost else None, warm_start=warm.describe() if warm else None,
+                # The earlier runs' wall time, kept should this run be killed too.
+                **{WALL_SECONDS: time.perf_counter() - t0})
     with stop_on_signals(stop, out):
         try:
             tuner.fit()
@@ -267,28 +254,25 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
             deadline is not None and deadline.fired))
         if budget_hit:
             prune_cut_by_budget(study, study_storage)
-        own = own_trials(study)
-        unfinished = [t for t in own if t.state == TrialState.RUNNING]
-        interrupted = not budget_hit and (bool(unfinished) or samples_taken(own) < config.num_samples)
-        if deadline is not None:
-            extra = {**extra, "time_split": deadline.describe()}
-        summary = write_results(config, out, study, base, weights_by_arch, data.describe(), started, wall,
-                                extra={**extra, "time_budget_hit": budget_hit, "interrupted": interrupted,
-                                       "warm_start": warm.describe() if warm else None})
+        counts = count_trials(study)
+        interrupted = not budget_hit and (counts.running > 0 or counts.samples < config.num_samples)
+        record_end(study, wall, interrupted=interrupted, time_budget_hit=budget_hit,
+                   time_split=deadline.describe() if deadline is not None else None)
+        summary = write_results(out, study, base, weights_by_arch)
         print_summary(summary, out, storage_path)
         if guard.message:
             raise DiskFullError(guard.message)
-        errors = sum(t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON) == "error" for t in own)
+        own = own_trials(study)
+        errors = sum(t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON) == ERROR for t in own)
         if errors:
             print(f"note: {errors} trial(s) failed after retries; their logs are in {storage_path}/{EXPERIMENT}",
                   file=sys.stderr)
         if interrupted:
-            finished = sum(t.state.is_finished() for t in own)
             say_once(resume_line(out, stop.reason or "the Tune run ended early",
-                                 f" with {finished} of {config.num_samples} trials finished"))
+                                 f" with {counts.finished} of {config.num_samples} trials finished"))
             return SearchResult.from_run(out)
     if budget_hit:
-        print(f"note: --time-budget {config.time_budget} reached after {samples_taken(own)} of {config.num_samples} "
+        print(f"note: --time-budget {config.time_budget} reached after {counts.samples} of {config.num_samples} "
               "trials", file=sys.stderr)
 
     if config.retrain and summary["best_trial"] is not None:

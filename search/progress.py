@@ -28,10 +28,12 @@ from typing import Callable, TextIO
 
 from optuna.trial import TrialState
 from ray.tune import Callback
+from ray.tune.result import TIME_THIS_ITER_S
 from tqdm import tqdm
 
 from .constants import METRIC
-from .study import BUDGET, COMPLETE, FAILED, PRUNED, EPOCH, EPOCHS, best_complete_trial, label, outcome, own_trials
+from .study import (BUDGET, COMPLETE, FAILED, PRUNED, EPOCH, EPOCHS, best_complete_trial, count_trials,
+                    is_sample, label, outcome, own_trials)
 from .tune.scheduler import asha_rungs
 from .tune.searcher import study_number
 
@@ -125,7 +127,7 @@ class SearchProgress(Callback):
         self.deadline = None if self.deadline_s is None else self.start + self.deadline_s
         if self.study is not None:
             for t in own_trials(self.study):
-                if label(t) is not None:
+                if is_sample(t) and label(t) is not None:
                     self.outcome[t.number] = label(t)
                     self.epochs[t.number] = int(t.user_attrs.get(EPOCHS, len(t.intermediate_values)))
             best = best_complete_trial(self.study)
@@ -155,8 +157,8 @@ class SearchProgress(Callback):
         self._mark_running(key)
         if EPOCH in result:
             self.epochs[key] = int(result[EPOCH])
-        if result.get("time_this_iter_s") is not None:
-            self.epoch_seconds += float(result["time_this_iter_s"])
+        if result.get(TIME_THIS_ITER_S) is not None:
+            self.epoch_seconds += float(result[TIME_THIS_ITER_S])
             self.epochs_timed += 1
         self._draw()
 
@@ -270,9 +272,12 @@ class SearchProgress(Callback):
         best = f"; best {METRIC} {self.best[0]:.4f} ({self._name(self.best[1])})" if self.best else ""
         budget = f", {c[BUDGET]} {BUDGET}" if c[BUDGET] else ""
         unfinished = f", {len(self.running)} unfinished" if self.running else ""
+        # Suggestions no trial could run are no trials (search.study.TrialCounts); Tune never saw them.
+        invalid = count_trials(self.study).invalid if self.study is not None else 0
+        invalid = f"; {invalid} invalid suggestion{'s' if invalid != 1 else ''} not run" if invalid else ""
         return (f"search ended after {format_duration(self.clock() - self.start)}: {len(self.outcome)}/"
                 f"{self.num_samples} trials ({c[COMPLETE]} {COMPLETE}, {c[PRUNED]} {PRUNED}{budget}, "
-                f"{c[FAILED]} {FAILED}{unfinished}), {sum(self.epochs.values())} trial-epochs{best}")
+                f"{c[FAILED]} {FAILED}{unfinished}{invalid}), {sum(self.epochs.values())} trial-epochs{best}")
 
     # -- Bookkeeping ------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """Plots and an HTML report for a search's run folder, made from its files alone.
 
-Reads ``runs/NAME/study.db`` (the Optuna study) and, when they exist, ``search.json``,
-``best/config.json`` and ``best/metrics.json``; an interrupted search (no ``search.json``,
-trials still RUNNING, no ``best/``) is reported too. Writes ``runs/NAME/plots/<plot>.html``
+Reads ``runs/NAME/study.db`` (the Optuna study: its trials and the search's record, opened
+read-only) and, when they exist, ``best/config.json`` and ``best/metrics.json``; an interrupted
+search (no end in its record, trials still RUNNING, no ``best/``) is reported too. Writes ``runs/NAME/plots/<plot>.html``
 with ``plots/plotly.min.js`` beside them, and ``runs/NAME/report.html``, which loads that same
 bundle, so everything opens offline.
 
@@ -17,17 +17,17 @@ import json
 import re
 from pathlib import Path
 
-import optuna
-import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from model.checkpoint import write_text
 
 from .config import SearchConfig
-from .constants import BEST, BEST_CONFIG, BEST_METRICS, METRIC, SEARCH_JSON, STUDY_DB, study_url
+from .constants import BEST, BEST_CONFIG, BEST_METRICS, METRIC, STUDY_DB
+from .errors import SearchError
 from .plots import PLOTLY_JS, make_figures, outcome, write_figures
-from .results import trials_table
-from .study import BUDGET, PRUNED, best_complete_trial, is_warm_start
+from .results import BEST_PARAMS, BEST_RUN_CONFIG, BEST_TRIAL, BEST_VAL_ACC, read_summary, trials_table
+from .state import CONFIG, FINISHED, inspect_study
+from .study import BUDGET, PRUNED, best_complete_trial, count_trials, is_warm_start
 
 TOP_TRIALS = 10  # rows in the leaderboard
 RETRAIN_COMMAND = "python -m search.retrain {run_dir}"
@@ -43,17 +43,15 @@ def load_study(run_dir):
     if not run_dir.is_dir():
         raise RunFolderError(f"run folder not found: {run_dir}")
     db = run_dir / STUDY_DB
-    # Checked here because opening a missing sqlite file would create an empty study.db.
     if not db.is_file():
         raise RunFolderError(f"no {STUDY_DB} in {run_dir} (is it a search's run folder?)")
-    storage = study_url(run_dir)
     try:
-        names = optuna.get_all_study_names(storage)
-    except sqlalchemy.exc.DatabaseError as e:  # "file is not a database", a truncated file
-        raise RunFolderError(f"{db} is not an Optuna database ({e.orig}); pass a search's run folder") from None
-    if len(names) != 1:
-        raise RunFolderError(f"{db} holds {len(names)} studies {names}, expected exactly one")
-    return optuna.load_study(study_name=names[0], storage=storage)
+        study = inspect_study(run_dir)  # read-only: a report never changes the study
+    except SearchError:  # "file is not a database", a truncated file
+        raise RunFolderError(f"{db} is not an Optuna database; pass a search's run folder") from None
+    if study is None:
+        raise RunFolderError(f"{db} holds no study (the search died creating it); pass a search's run folder")
+    return study
 
 
 def _read_json(path):
@@ -63,8 +61,8 @@ def _read_json(path):
 
 
 def _saved_config(run_dir):
-    """The search's SearchConfig from its search.json, or None when there is none."""
-    return SearchConfig.from_run(run_dir) if (Path(run_dir) / SEARCH_JSON).is_file() else None
+    """The search's SearchConfig from its study, or None when the study does not record it."""
+    return SearchConfig.from_dict(saved[CONFIG]) if CONFIG in (saved := read_summary(run_dir) or {}) else None
 
 
 def write_plots(run_dir):
@@ -94,17 +92,8 @@ def leaderboard(study, top=TOP_TRIALS):
     return df.drop(columns="_complete").head(top).reset_index(drop=True)
 
 
-def _counts(trials):
-    """Number of trials per state name, for every state a search can leave behind."""
-    counts = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    counts[TrialState.RUNNING.name] = 0
-    for t in trials:
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    return counts
-
-
 def _wall_seconds(search, trials):
-    """Search wall time: from search.json, else first trial start to last trial end."""
+    """Search wall time: from the search's record, else first trial start to last trial end."""
     if search and search.get("wall_seconds") is not None:
         return float(search["wall_seconds"])
     starts = [t.datetime_start for t in trials if t.datetime_start]
@@ -185,12 +174,11 @@ def _shown_config(config, metrics):
 def _summary(run_dir, study, search, searched, best_json, metrics):
     """The summary section: counts, wall time, best trial, retrained test accuracy."""
     trials = study.get_trials(deepcopy=False)
-    counts = _counts(trials)
-    outcomes = [outcome(t) for t in trials]
+    counts = count_trials(study)
     best = best_complete_trial(study)
     if best_json is not None:
-        best_number, best_value = best_json["trial"], best_json["val_acc"]
-        config = best_json.get("config") or best_json.get("params")
+        best_number, best_value = best_json[BEST_TRIAL], best_json[BEST_VAL_ACC]
+        config = best_json.get(BEST_RUN_CONFIG) or best_json.get(BEST_PARAMS)
     elif best is not None:
         best_number, best_value, config = best.number, best.value, best.params
     else:
@@ -201,15 +189,19 @@ def _summary(run_dir, study, search, searched, best_json, metrics):
         rows.append(("trials requested", searched.num_samples))
         rows.append(("max epochs per trial", searched.max_epochs))
     rows += [
-        ("completed", counts["COMPLETE"]),
-        (PRUNED, outcomes.count(PRUNED)),
+        ("completed", counts.complete),
+        (PRUNED, counts.pruned),
     ]
     budget = searched.time_budget if searched else None
-    if budget or BUDGET in outcomes:
-        rows.append((BUDGET, outcomes.count(BUDGET)))
+    if budget or counts.budget:
+        rows.append((BUDGET, counts.budget))
+    rows.append(("failed", counts.failed))
+    if counts.invalid:
+        rows.append(("invalid suggestions (not run, not counted)", counts.invalid))
+    if counts.warm_start:
+        rows.append(("earlier trials (--warm-start, not run here)", counts.warm_start))
     rows += [
-        ("failed", counts["FAIL"]),
-        ("running (interrupted)", counts["RUNNING"]),
+        ("running (interrupted)", counts.running),
         ("wall time", _format_seconds(_wall_seconds(search, trials))),
     ]
     if budget:
@@ -277,22 +269,22 @@ def build_report(run_dir):
     """Write the plots and ``run_dir/report.html``; return the report's path."""
     run_dir = Path(run_dir)
     study = load_study(run_dir)
-    search = _read_json(run_dir / SEARCH_JSON)
+    search = read_summary(run_dir)
     searched = _saved_config(run_dir)
     figures = make_figures(study)
     write_figures(figures, run_dir / "plots")
     best_json = _read_json(run_dir / BEST / BEST_CONFIG)
     metrics = _read_json(run_dir / BEST / BEST_METRICS)
-    counts = _counts(study.get_trials(deepcopy=False))
+    running = count_trials(study).running
 
     name = html.escape(study.study_name)
     dataset = _dataset_label(searched and searched.to_dict(), best_json)
     body = [f"<h1>Search report: {name}</h1>", f"<p>Data: {html.escape(dataset)}. "
             f"Accuracies are on this data's validation split (search) and test split "
             f"(retrain).</p>"]
-    if search is None or search.get("finished") is None or counts["RUNNING"]:
+    if search is None or search.get(FINISHED) is None or running:
         body.append(
-            '<p class="warning">This search did not finish (no search.json, no finish time or '
+            '<p class="warning">This search did not finish (no finish time in its study, or '
             "trials still RUNNING): the numbers below are what the study held when it stopped."
             "</p>"
         )

@@ -6,7 +6,7 @@ Example::
     python -m search.retrain runs/scratch --epochs 60
     python -m search.retrain runs/scratch --compile      # torch.compile the model (whatever the search did)
 
-Reads ``best/config.json`` and the search's config from ``search.json`` (for the data, split as
+Reads ``best/config.json`` and the search's config from its study (for the data, split as
 the search split it) and writes ``best/model.pt`` (a state dict of CPU tensors:
 ``torch.load(..., weights_only=True)`` into ``model.build_model``), ``best/metrics.json`` (with
 the description of the data it trained on) and ``best/history.json``.
@@ -34,6 +34,8 @@ from .config import SearchConfig
 from .constants import BEST, BEST_CONFIG, BEST_HISTORY, BEST_METRICS, BEST_MODEL
 from .errors import SearchError
 from .ray_start import trial_device
+from .retrain_plan import replan_best
+from .results import BEST_RUN_CONFIG, BEST_TRIAL, BEST_VAL_ACC
 
 
 def load_best_model(out: str | Path) -> ResNet:
@@ -55,12 +57,12 @@ def load_search_data(out: str | Path) -> CIFAR10Data:
 
 def retrain(best: dict, data: CIFAR10Data, out: Path, epochs: int | None = None, device: str = "auto",
             threads: int = 0, compile: bool | None = None, pretrained: dict | None = None) -> dict:
-    """Train ``best["config"]`` on train + validation, then test it exactly once.
+    """Train ``best[BEST_RUN_CONFIG]`` on train + validation, then test it exactly once.
 
     ``compile`` (None: as the search did) switches ``torch.compile`` on or off. ``pretrained``
     maps architectures to state dicts the search's driver loaded (this node may lack the file).
     """
-    config = dict(best["config"])
+    config = dict(best[BEST_RUN_CONFIG])
     if epochs is not None:
         config["epochs"] = epochs
     if compile is not None:
@@ -82,8 +84,8 @@ def retrain(best: dict, data: CIFAR10Data, out: Path, epochs: int | None = None,
     if result.status != "completed":
         raise RuntimeError(f"the retrain {result.status} after {result.epochs} epochs")
     metrics = {
-        "trial": best["trial"],
-        "search_val_acc": best["val_acc"],
+        "trial": best[BEST_TRIAL],
+        "search_val_acc": best[BEST_VAL_ACC],
         **evaluate_test(result.model, cfg, data),
         "epochs": result.epochs,
         "train_images": int(len(data.train_labels) + len(data.val_labels)),
@@ -113,8 +115,9 @@ def retrain_run(out: str | Path, epochs: int | None = None, data: CIFAR10Data | 
     if epochs is None:
         epochs = SearchConfig.from_run(out).max_epochs
     data = data if data is not None else load_search_data(out)
+    best = replan_best(out, best, epochs, data)  # the trials' budget rules, re-planned for the retrain's length
     device = trial_device(gpus)
-    print(f"retraining trial {best['trial']} on train + validation for {epochs} epochs ...", flush=True)
+    print(f"retraining trial {best[BEST_TRIAL]} on train + validation for {epochs} epochs ...", flush=True)
     if use_ray:
         import ray
 
@@ -148,7 +151,7 @@ def _retrain_and_return(best: dict, data: CIFAR10Data, epochs: int, device: str,
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.retrain", description="Retrain a search's best config and "
                                 "test it once", add_help=add_help)
-    p.add_argument("run_dir", help="the search's --out folder (holding best/config.json and search.json)")
+    p.add_argument("run_dir", help="the search's --out folder (holding best/config.json and study.db)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the search's --max-epochs)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,

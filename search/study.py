@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -43,6 +44,7 @@ WALL_SECONDS = "wall_seconds"  # Tune's time of its epochs, summed over the runs
 STARTED = "started"  # when its first epoch began (ISO time): the timeline's start, not when it was asked
 NODE, NODE_IP = "node", "node_ip"  # the Ray node that last ran it
 FAIL_REASON = "fail_reason"
+ERROR, DIVERGED_RUN = "error", "diverged"  # fail_reason of a trial that crashed after its retries, or diverged
 STOPPED_BY, TIME_BUDGET = "stopped_by", "time_budget"  # PRUNED by --time-budget, not by ASHA
 ORIGIN, WARM_START = "origin", "warm_start"  # trials --warm-start copied from an earlier search
 INVALID_SUGGESTION = "invalid suggestion"  # fail_reason prefix of a suggestion RunConfig refused
@@ -52,7 +54,7 @@ COMPLETE, PRUNED, BUDGET, FAILED = "complete", "pruned by ASHA", "cut by the tim
 
 
 def open_storage(out: Path) -> optuna.storages.RDBStorage:
-    """The storage of ``OUT/study.db``; the search keeps it to reach trials by number (``trial_handle``)."""
+    """The storage of ``OUT/study.db``; the search keeps it to reach trials by number (``StudyTrial``)."""
     return optuna.storages.RDBStorage(study_url(out))
 
 
@@ -68,14 +70,28 @@ def create_study(storage: optuna.storages.BaseStorage, study_name: str, sampler=
     return study
 
 
-def trial_handle(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int) -> optuna.trial.Trial:
-    """A handle on the study's trial ``number`` to report epochs and set attributes on, through public APIs.
+class StudyTrial:
+    """One trial of the study, reached by number through the storage's public methods: report epochs, set attributes.
 
-    Optuna hands a ``Trial`` only to ``ask``; a trial asked by an earlier run (a resume) is reached
-    through the storage's public lookups.
+    ``Study.ask`` hands out a ``Trial`` only for a new trial, and Optuna asks users not to build
+    one; a trial asked by an earlier run (a resume) is reached here instead, and so, for one way
+    of doing it, is every trial the search runs.
     """
-    study_id = storage.get_study_id_from_name(study.study_name)
-    return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, number))
+
+    def __init__(self, storage: optuna.storages.BaseStorage, study: optuna.Study, number: int) -> None:
+        self.storage, self.number = storage, number
+        self.trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(study.study_name), number)
+
+    @property
+    def user_attrs(self) -> dict:
+        return self.storage.get_trial(self.trial_id).user_attrs
+
+    def set_user_attr(self, key: str, value) -> None:
+        self.storage.set_trial_user_attr(self.trial_id, key, value)
+
+    def report(self, value: float, step: int) -> None:
+        self.storage.set_trial_intermediate_value(self.trial_id, step, value)
 
 
 def ran_all_epochs(result: dict | None, max_t: int) -> bool:
@@ -88,7 +104,7 @@ def outcome(result: dict | None, error: bool, max_t: int) -> tuple[TrialState, f
     """``(state, value, user attrs)`` of a trial Tune has ended, from its last result."""
     value = (result or {}).get(METRIC)
     if error or not result or result.get(DIVERGED) or value is None or not math.isfinite(value):
-        reason = "diverged" if result and result.get(DIVERGED) else "error"
+        reason = DIVERGED_RUN if result and result.get(DIVERGED) else ERROR
         return TrialState.FAIL, None, {FAIL_REASON: reason}
     if ran_all_epochs(result, max_t):
         return TrialState.COMPLETE, value, {}
@@ -119,9 +135,52 @@ def own_trials(study: optuna.Study, states=None) -> list[optuna.trial.FrozenTria
     return [t for t in study.get_trials(deepcopy=False, states=states) if not is_warm_start(t)]
 
 
+def is_sample(t: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial of this search uses one of ``--num-samples``: asked, and not an invalid suggestion (never run)."""
+    return t.state != TrialState.WAITING and not is_invalid_suggestion(t)
+
+
 def samples_taken(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """How many of ``--num-samples`` these trials use: every one asked, less invalid suggestions (never run)."""
-    return sum(t.state != TrialState.WAITING and not is_invalid_suggestion(t) for t in trials)
+    """How many of ``--num-samples`` these trials use (``is_sample``)."""
+    return sum(map(is_sample, trials))
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    """How a search's trials count, the one definition that the progress line, search.json and the report use.
+
+    A *trial* is one of this search's own trials in the study: not one ``--warm-start`` copied in
+    (``warm_start``), which no Tune trial ran here. A *sample* is a trial that counts against
+    ``--num-samples``: asked of the study and handed to Tune; an invalid suggestion is not one, as
+    no trial could run it (``invalid``). A *failure* is a sample that crashed after its retries or
+    diverged (``failed``). A finished sample is ``complete``, ``pruned`` (by ASHA), ``budget``
+    (cut by ``--time-budget``) or ``failed``; ``running`` ones are left for ``--resume``.
+    """
+
+    samples: int
+    complete: int
+    pruned: int
+    budget: int
+    failed: int
+    running: int
+    invalid: int
+    warm_start: int
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.budget + self.failed
+
+
+def count_trials(study: optuna.Study) -> TrialCounts:
+    """The study's trials counted as ``TrialCounts`` defines them."""
+    trials = study.get_trials(deepcopy=False)
+    own = [t for t in trials if not is_warm_start(t)]
+    samples = [t for t in own if is_sample(t)]
+    labels = [label(t) for t in samples]
+    return TrialCounts(samples=len(samples), complete=labels.count(COMPLETE), pruned=labels.count(PRUNED),
+                       budget=labels.count(BUDGET), failed=labels.count(FAILED),
+                       running=sum(t.state == TrialState.RUNNING for t in samples),
+                       invalid=sum(is_invalid_suggestion(t) for t in own), warm_start=len(trials) - len(own))
 
 
 def curve(trial: optuna.trial.FrozenTrial) -> list[float]:
@@ -144,7 +203,7 @@ def prune_cut_by_budget(study: optuna.Study, storage: optuna.storages.BaseStorag
     """
     running = own_trials(study, states=(TrialState.RUNNING,))
     for t in running:
-        handle = trial_handle(study, storage, t.number)
+        handle = StudyTrial(storage, study, t.number)
         handle.set_user_attr(STOPPED_BY, TIME_BUDGET)
         handle.set_user_attr(EPOCHS, t.user_attrs.get(EPOCHS, 0))
         study.tell(t.number, state=TrialState.PRUNED)

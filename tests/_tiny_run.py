@@ -10,7 +10,6 @@ are made up (from each trial's lr and augmentation), so that the test chooses ho
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import random
@@ -22,7 +21,8 @@ import spaces
 from model.data import synthetic_cifar10
 from search.config import SearchConfig
 from search.constants import BEST
-from search.results import write_results, write_started
+from search.results import write_results
+from search.state import record_end, record_start
 from search.retrain import retrain
 from search.sampler import make_sampler, n_startup_trials
 from search.study import create_study, enqueue_recipes, open_storage
@@ -51,13 +51,14 @@ def _curve(params: dict, epochs: int, rng: random.Random) -> list[float]:
 
 def make_run(run_dir: Path, data_dir: Path, *, n_complete: int = 6, n_pruned: int = 5, n_failed: int = 1,
              running: int = 0, max_epochs: int = 4, seed: int = 0, retrained: bool = False,
-             unstarted: int = 0) -> Path:
+             unstarted: int = 0, invalid: int = 0) -> Path:
     """A search of ``n_complete + n_pruned + n_failed + running`` trials in ``run_dir``.
 
-    ``running > 0``: the driver died with that many trials running, after search.json's start
-    and before the results were written, as a SIGKILL leaves it. ``retrained``: the best config
+    ``running > 0``: the driver died with that many trials running, after the study recorded its
+    start and before the results were written, as a SIGKILL leaves it. ``retrained``: the best config
     is also retrained (1 epoch), which writes ``best/metrics.json`` and ``best/model.pt``.
     ``unstarted``: trials handed to Tune by a driver that died before they trained (RUNNING, no epochs).
+    ``invalid``: suggestions the check refused before the first trial (FAIL, never run, no sample).
     """
     rng = random.Random(seed)
     ends = [COMPLETE] * n_complete + [PRUNED] * n_pruned + [FAIL] * n_failed
@@ -69,7 +70,6 @@ def make_run(run_dir: Path, data_dir: Path, *, n_complete: int = 6, n_pruned: in
     out = config.out_dir()
     out.mkdir(parents=True)
     t0 = time.perf_counter()
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     data = config.search_data()
     space = spaces.get_space(config.space)
     recipe = fit_recipe(spaces.get_recipe(config.space), inspect_space(space), {})
@@ -78,7 +78,16 @@ def make_run(run_dir: Path, data_dir: Path, *, n_complete: int = 6, n_pruned: in
                          make_sampler(config.sampler, seed, n_startup_trials(config.num_samples)))
     enqueue_recipes(study, [recipe], config.num_samples)
     searcher = make_searcher(config, study, storage, space)
-    write_started(out, config, started, data.describe(), {})
+    refused = iter(range(invalid))
+
+    def refuse_first(params):  # the searcher's check of a suggestion, refusing the first ``invalid``
+        if next(refused, None) is not None:
+            raise ValueError("label_smoothing must be in [0, 1)")
+
+    searcher.validate = refuse_first
+    for k in range(invalid):
+        assert searcher.suggest(f"{seed:04x}_invalid{k}") is None  # Tune would ask again
+    record_start(study, config.to_dict(), data.describe(), resume=False)
     rungs = [r for r in (1, 2, 4, 8) if r < max_epochs]  # ASHA's, with grace period 1 and reduction factor 2
     for number, end in enumerate(ends):
         tune_id = f"{seed:04x}_{number:05d}"
@@ -100,9 +109,8 @@ def make_run(run_dir: Path, data_dir: Path, *, n_complete: int = 6, n_pruned: in
         searcher.suggest(f"{seed:04x}_unstarted{k}")
     if running or unstarted:
         return out
-    summary = write_results(config, out, study, config.base_run_config("cpu"), {},
-                            data.describe(), started, time.perf_counter() - t0,
-                            extra={"time_budget_hit": False, "interrupted": False, "warm_start": None})
+    record_end(study, time.perf_counter() - t0, interrupted=False, time_budget_hit=False)
+    summary = write_results(out, study, config.base_run_config("cpu"), {})
     if retrained and summary["best_trial"] is not None:
         best = json.loads((out / BEST / "config.json").read_text())
         retrain(best, data, out, epochs=1, device="cpu", threads=2)

@@ -6,20 +6,30 @@ import json
 import subprocess
 import sys
 
+import optuna
 import pytest
+from optuna.trial import TrialState, create_trial
 
 from search.deadline import REPORT_MARGIN_S, RetrainDeadline, retrain_share
+from search.study import DIVERGED_RUN, FAIL_REASON, ORIGIN, WARM_START
 from tests._searches import ROOT, SEARCH, load_study
+
+
+def finish(study, state=TrialState.COMPLETE, **attrs):
+    """A trial of ``study`` ended as the searcher tells it: COMPLETE with a value, or PRUNED / FAIL."""
+    study.add_trial(create_trial(state=state, value=0.5 if state == TrialState.COMPLETE else None,
+                                 intermediate_values={1: 0.5}, user_attrs=attrs))
 
 
 def test_the_deadline_fires_when_only_the_retrain_fits():
     now = [0.0]
-    stop = RetrainDeadline(deadline=100.0, retrain_images=6000, max_t=2, clock=lambda: now[0])
+    study = optuna.create_study(direction="maximize")
+    stop = RetrainDeadline(deadline=100.0, retrain_images=6000, max_t=2, clock=lambda: now[0], study=study)
     assert not stop.stop_all()  # nothing measured yet: Tune's own time budget decides
     stop("t1", {"images_per_second": 100.0, "epoch": 1})
     stop("t1", {"images_per_second": 300.0, "epoch": 2})
     stop("t2", {"images_per_second": 200.0, "epoch": 1})
-    stop.on_trial_complete(0, [], Done({"epoch": 2}))
+    finish(study)
     assert stop.retrain_seconds() == 6000 / 200.0 + REPORT_MARGIN_S  # the median speed
     now[0] = 49.0
     assert not stop.stop_all()  # 49 + 50 < 100
@@ -32,10 +42,11 @@ def test_the_retrain_share_is_kept_and_filled_with_epochs():
     # 12-epoch trials on 2,000 + 1,000 images at 300 images/s: the retrain at 12 epochs needs 120 s,
     # but --retrain-share 0.5 of a 1,000 s budget keeps 500 s, and the retrain then trains 50 epochs.
     now = [0.0]
+    study = optuna.create_study(direction="maximize")
     stop = RetrainDeadline(deadline=1000.0, retrain_images=12 * 3000, max_t=12, clock=lambda: now[0],
-                           budget_s=1000.0, share=0.5)
+                           budget_s=1000.0, share=0.5, study=study)
     stop("t1", {"images_per_second": 300.0, "epoch": 12, "time_this_iter_s": 8.0})
-    stop.on_trial_complete(0, [], Done({"epoch": 12}))
+    finish(study)
     assert stop.seconds_for(12 * 3000) == 120.0 + REPORT_MARGIN_S
     assert stop.retrain_seconds() == 500.0 + REPORT_MARGIN_S
     now[0] = 479.0
@@ -62,12 +73,13 @@ def test_the_default_share_grows_when_the_budget_affords_too_few_trials_to_searc
     assert retrain_share(1000.0, trial_seconds=1000.0, slots=1, trials_needed=10) == 0.975  # not one trial fits
     # The deadline measures the trial's time from Tune's epoch timings (median x --max-epochs).
     now = [0.0]
+    study = optuna.create_study(direction="maximize")
     stop = RetrainDeadline(deadline=1000.0, retrain_images=12 * 3000, max_t=12, clock=lambda: now[0],
-                           budget_s=1000.0, slots=1, trials_needed=10)
+                           budget_s=1000.0, slots=1, trials_needed=10, study=study)
     assert stop.share_kept() is None and stop.retrain_seconds() is None  # nothing timed yet
     for seconds in (9.0, 100.0 / 12, 8.0):  # the first epoch also started the trial
         stop("t1", {"images_per_second": 300.0, "time_this_iter_s": seconds})
-    stop.on_trial_complete(0, [], Done({"epoch": 12}))
+    finish(study)
     assert stop.share_kept() == 0.75 and stop.retrain_seconds() == 750.0 + REPORT_MARGIN_S
     assert stop.epochs_that_fit(900.0, 3000, at_least=12) == 75
     now[0] = 229.0
@@ -98,23 +110,31 @@ def test_a_retrain_share_outside_0_1_is_refused_in_one_line(share):
         SearchConfig(space="smoke", retrain_share=share)
 
 
-class Done:
-    """What RetrainDeadline reads of a Tune trial that Tune says is complete."""
-
-    def __init__(self, last_result):
-        self.last_result = last_result
-
-
 def test_the_deadline_waits_for_a_config_to_retrain():
-    stop = RetrainDeadline(deadline=10.0, retrain_images=6000, max_t=3, clock=lambda: 100.0)
+    study = optuna.create_study(direction="maximize")
+    stop = RetrainDeadline(deadline=10.0, retrain_images=6000, max_t=3, clock=lambda: 100.0, study=study)
     stop("t1", {"images_per_second": 100.0, "epoch": 3})
     assert not stop.stop_all()  # past the deadline, and a result at max_t, but not yet recorded as complete
-    stop.on_trial_complete(0, [], Done({"epoch": 2}))
+    finish(study, TrialState.PRUNED)
     assert not stop.stop_all()  # an ASHA-stopped trial is no best config
-    stop.on_trial_complete(0, [], Done({"epoch": 3, "diverged": True}))
+    finish(study, TrialState.FAIL, **{FAIL_REASON: DIVERGED_RUN})
     assert not stop.stop_all()  # nor is a diverged one
-    stop.on_trial_complete(0, [], Done({"epoch": 3}))
+    finish(study, **{ORIGIN: WARM_START})
+    assert not stop.stop_all()  # nor an earlier search's trial that --warm-start copied in
+    finish(study)
     assert stop.stop_all()
+
+
+def test_a_resumed_search_counts_the_trials_completed_before_its_interruption():
+    # The interrupted run completed trial 0; the resumed run's trials are all still training when
+    # only the retrain fits. The deadline fires: the config to retrain is trial 0's, from the study.
+    study = optuna.create_study(direction="maximize")
+    finish(study)
+    for _ in range(2):
+        study.ask()  # RUNNING: resumed, training
+    stop = RetrainDeadline(deadline=100.0, retrain_images=6000, max_t=3, clock=lambda: 50.0, study=study)
+    stop("t1", {"images_per_second": 100.0, "epoch": 1})
+    assert stop.completed and stop.stop_all()
 
 
 @pytest.mark.slow

@@ -112,7 +112,7 @@ def test_eta_ends_where_the_retrain_deadline_stops_the_search():
     retrain("a", {"images_per_second": 100.0})
     p.on_trial_result(0, [], a, result(1, 0.3, seconds=1000.0))
     assert p.eta_seconds() == pytest.approx(600)  # no trial ran every epoch yet: the retrain deadline waits
-    retrain.completed = True
+    retrain._completed = True  # as when the study holds a COMPLETE trial
     assert p.eta_seconds() == pytest.approx(600 - 60 - REPORT_MARGIN_S)
     assert f"ETA ~{format_duration(600 - 60 - REPORT_MARGIN_S)} (est., time budget)" in p.status_text()
 

@@ -4,6 +4,7 @@ Every interruption is synchronised on the study's own state (polled in study.db)
 writes, never on sleeps.
 """
 
+import io
 import json
 import os
 import signal
@@ -236,22 +237,29 @@ def test_a_read_only_study_is_refused_before_a_resume_starts(damaged_copy):
         subprocess.run(["umount", db], check=True)
 
 
-def test_trials_csv_search_json_and_the_report_count_the_same_trials(tmp_path):
-    from search.report import _counts
+def test_trials_csv_search_json_the_report_and_the_progress_line_count_the_same_trials(tmp_path):
+    from search.progress import SearchProgress
+    from search.report import build_report
     from tests._tiny_run import make_run, tiny_image_folder
 
     data = tiny_image_folder(tmp_path / "data")
-    out = make_run(tmp_path / "run", data, n_complete=2, n_pruned=2, n_failed=2)
+    # Three suggestions the check refused (FAIL, never run), then 6 trials: 2 complete, 2 pruned, 2 diverged.
+    out = make_run(tmp_path / "run", data, n_complete=2, n_pruned=2, n_failed=2, invalid=3)
     table = pd.read_csv(out / "trials.csv")
     summary = json.loads((out / "search.json").read_text())
-    assert len(table) == len(load_study(out).trials) == 6
-    assert list(table.loc[table["state"] == "FAIL", "fail_reason"]) == ["diverged", "diverged"]
-    counts = table["state"].value_counts().to_dict()
-    assert (summary["completed"], summary["pruned"], summary["failed"]) == (2, 2, 2) == \
-        (counts["COMPLETE"], counts["PRUNED"], counts["FAIL"])
-    # The report's "failed" row counts the study's trials (search/report.py _counts).
-    assert _counts(load_study(out).get_trials())["FAIL"] == summary["failed"]
+    assert len(table) == len(load_study(out).trials) == 9
+    assert list(table.loc[table["state"] == "FAIL", "fail_reason"].str[:18]) == ["invalid suggestion"] * 3 + [
+        "diverged", "diverged"]
+    # A failure is a trial that ran and failed; an invalid suggestion is no trial, and no sample.
+    assert (summary["samples"], summary["completed"], summary["pruned"], summary["failed"],
+            summary["invalid_suggestions"]) == (6, 2, 2, 2, 3)
     assert summary["span_seconds"] >= 0 and summary["wall_seconds"] >= 0
+    report = build_report(out).read_text()
+    assert "<th>failed</th><td>2</td>" in report
+    assert "<th>invalid suggestions (not run, not counted)</th><td>3</td>" in report
+    progress = SearchProgress(6, 4, study=load_study(out), stream=io.StringIO())
+    line = progress.summary_line()
+    assert "6/6 trials (2 complete, 2 pruned by ASHA, 2 failed; 3 invalid suggestions not run)" in line, line
 
 
 FLAKY_SPACE = '''

@@ -135,15 +135,21 @@ def fake_trial(number):
 def asha_pair(tmp_path, max_t=9, grace_period=1, reduction_factor=3):
     """StudyASHA on a study the searcher fills, and Ray's ASHAScheduler with the same settings."""
     study, searcher = open_search(tmp_path, num_samples=100, max_t=max_t)
-    ours = StudyASHA(study, max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor)
+    ours = StudyASHA(study, searcher.storage, max_t=max_t, grace_period=grace_period,
+                     reduction_factor=reduction_factor)
     rays = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=max_t, grace_period=grace_period,
                          reduction_factor=reduction_factor)
     return study, searcher, ours, rays
 
 
-def play(searcher, schedulers, trial, epoch, acc):
-    """One result through Tune's order: the schedulers decide, then the searcher hears it (or its end)."""
+def play(searcher, schedulers, trial, epoch, acc, searcher_first=False):
+    """One result through Tune's order: the schedulers decide, then the searcher hears it (or its end).
+
+    ``searcher_first``: the other order, which Tune does not promise against; no decision may change.
+    """
     res = result(epoch, acc)
+    if searcher_first:
+        searcher.on_trial_result(trial.trial_id, res)
     decisions = {s.on_trial_result(None, trial, dict(res)) for s in schedulers}
     assert len(decisions) == 1, "the schedulers disagree"
     (decision,) = decisions
@@ -156,8 +162,9 @@ def play(searcher, schedulers, trial, epoch, acc):
     return decision
 
 
+@pytest.mark.parametrize("searcher_first", [False, True], ids=["scheduler-first", "searcher-first"])
 @pytest.mark.parametrize("seed", range(5))
-def test_study_asha_stops_exactly_the_trials_rays_asha_stops(tmp_path, seed):
+def test_study_asha_stops_exactly_the_trials_rays_asha_stops(tmp_path, seed, searcher_first):
     rng = random.Random(seed)
     _, searcher, ours, rays = asha_pair(tmp_path)
     trials, epochs, stopped = [], {}, set()
@@ -173,14 +180,15 @@ def test_study_asha_stops_exactly_the_trials_rays_asha_stops(tmp_path, seed):
             continue
         trial = rng.choice(live)
         epochs[trial.trial_id] = epochs.get(trial.trial_id, 0) + 1
-        if play(searcher, (ours, rays), trial, epochs[trial.trial_id], rng.random()) == TrialScheduler.STOP:
+        if play(searcher, (ours, rays), trial, epochs[trial.trial_id], rng.random(),
+                searcher_first) == TrialScheduler.STOP:
             stopped.add(trial.trial_id)
     assert 0 < len([t for t in stopped if epochs[t] < 9]) < len(trials)  # some pruned, not all
 
 
 def test_after_a_resume_asha_decides_as_the_interrupted_search_would_have(tmp_path):
     study, searcher, _, _ = asha_pair(tmp_path)
-    first = StudyASHA(study, max_t=9, grace_period=1, reduction_factor=3)
+    first = StudyASHA(study, searcher.storage, max_t=9, grace_period=1, reduction_factor=3)
     trials = [fake_trial(searcher.suggest(f"t{i}")[STUDY_TRIAL]["number"]) for i in range(6)]
     decisions = [play(searcher, (first,), t, 1, acc) for t, acc in zip(trials, [0.9, 0.8, 0.7, 0.2, 0.85, 0.1])]
     # Each is compared with the 2/3 quantile of the values at the rung before it.
@@ -189,7 +197,7 @@ def test_after_a_resume_asha_decides_as_the_interrupted_search_would_have(tmp_pa
 
     # A new process: a scheduler that knows nothing but the study.
     study, searcher = open_search(tmp_path, num_samples=100, max_t=9)
-    resumed = StudyASHA(study, max_t=9, grace_period=1, reduction_factor=3)
+    resumed = StudyASHA(study, searcher.storage, max_t=9, grace_period=1, reduction_factor=3)
     # Its searcher hands out the two trials that passed the rung and were still training, first.
     assert [study_number(fake_trial(searcher.suggest(f"r{i}")[STUDY_TRIAL]["number"])) for i in range(2)] == [0, 4]
     # A trial that passed the rung before the interruption, re-run from an older checkpoint, goes on...
@@ -208,10 +216,21 @@ def test_the_baseline_flags_build_random_search_without_early_stopping(tmp_path)
 
     default = SearchConfig(space="smoke", max_epochs=12)
     baseline = SearchConfig(space="smoke", sampler="random", scheduler="fifo")
-    study = create_study(open_storage(tmp_path), "smoke")
-    asha = make_scheduler(default, study)
+    storage = open_storage(tmp_path)
+    study = create_study(storage, "smoke")
+    asha = make_scheduler(default, study, storage)
     assert isinstance(asha, StudyASHA) and asha.rung_epochs == [6] and default.grace_period == 6
-    assert type(make_scheduler(baseline, study)) is FIFOScheduler
+    assert type(make_scheduler(baseline, study, storage)) is FIFOScheduler
     for kind in ("tpe", "random"):
         trial = optuna.create_study(sampler=make_sampler(kind, 0, 4)).ask()
         assert 1e-3 <= trial.suggest_float("lr", 1e-3, 1.0, log=True) <= 1.0
+
+
+def test_study_asha_refuses_another_searchers_trials_and_another_metric_or_mode(tmp_path):
+    study, searcher, ours, _ = asha_pair(tmp_path)
+    with pytest.raises(ValueError, match="runs only the trials of a StudySearcher"):
+        ours.on_trial_add(None, SimpleNamespace(trial_id="x", config={"lr": 0.1}))  # e.g. OptunaSearch's trial
+    assert ours.set_search_properties(None, None) and ours.set_search_properties("val_acc", "max")
+    for metric, mode in (("val_loss", None), (None, "min"), ("train_acc", "max")):
+        with pytest.raises(ValueError, match=r"decides on the study's val_acc \(max\)"):
+            ours.set_search_properties(metric, mode)

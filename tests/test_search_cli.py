@@ -73,13 +73,13 @@ def test_resume_refuses_changed_search_flags_by_name(tmp_path, capsys, image_fol
     more = config("--num-samples", "12", "--max-epochs", "4", "--max-concurrent", "3", "--no-amp")
     assert [c.split()[0] for c in more.changed_flags(saved)] == ["--num-samples", "--max-concurrent", "--no-amp"]
     assert "--no-amp (was off, now on)" in more.changed_flags(saved)
-    # Through main: a resumable search whose search.json says 8 samples.
+    # Through main: a resumable search whose study says 8 samples (and no search.json at all).
+    from search.state import record_start
     from search.study import create_study, open_storage
 
     out = tmp_path / "o"
     out.mkdir()
-    create_study(open_storage(out), "smoke")
-    (out / "search.json").write_text(json.dumps({"config": saved.to_dict()}))
+    record_start(create_study(open_storage(out), "smoke"), saved.to_dict(), {}, resume=False)
     argv = ["--space", "smoke", "--data", str(image_folder), "--out", str(out), "--num-samples", "12",
             "--max-epochs", "4", "--resume"]
     assert main(parse(argv)) == 2

@@ -149,7 +149,7 @@ def build_search(arm: Arm, space, recipes: list[dict], seed: int, num_samples: i
     else:
         searcher = StudySearcher(study, storage, space, num_samples=config.num_samples, max_t=config.max_epochs,
                                  validate=None)
-    return searcher, make_scheduler(config, study)
+    return searcher, make_scheduler(config, study, storage)
 
 
 def _changes(trace: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:

@@ -6,10 +6,17 @@ its val_acc there is in the top ``1/R`` of the values other trials had when they
 stops otherwise. Ray's ``ASHAScheduler`` keeps those values in memory, so a resumed search would
 start with empty rungs and let every trial through. Here every value at a rung is a trial's
 intermediate value in the study (the searcher records each epoch, the result that stopped a trial
-included), so a resume decides as the interrupted search would have; a trial that passed a rung
-before the interruption, and reaches it again from an older checkpoint, has its value there
-already and goes on. The cutoff is Ray's: ``numpy.nanpercentile`` at ``(1 - 1/R) * 100`` of the
-other trials' values.
+included), and every rung a trial passed is its user attribute ``PASSED_RUNGS``, so a resume
+decides as the interrupted search would have; a trial that passed a rung before the
+interruption, and reaches it again from an older checkpoint, goes on. The cutoff is Ray's:
+``numpy.nanpercentile`` at ``(1 - 1/R) * 100`` of the other trials' values.
+
+No decision depends on the order in which Tune tells the scheduler and the searcher of a result:
+the trial's own value is never among the others, whether the searcher recorded it first or not,
+and a passed rung is this scheduler's own record. ``tests/test_schedulers.py`` plays both orders.
+
+It runs only the trials of a ``StudySearcher`` (their config names the study's trial), and
+decides on ``val_acc``, maximised: another searcher, metric or mode is refused in one line.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ import numpy as np
 import optuna
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from ..constants import METRIC
-from ..study import DIVERGED, EPOCH, own_trials
+from ..constants import METRIC, MODE
+from ..study import DIVERGED, EPOCH, StudyTrial, own_trials
 from .searcher import study_number
+
+PASSED_RUNGS = "asha_passed"  # a trial's user attribute: the rung epochs at which StudyASHA let it go on
 
 
 def asha_rungs(max_epochs: int, grace_period: int | None, reduction_factor: float | None) -> list[float]:
@@ -36,11 +45,25 @@ def asha_rungs(max_epochs: int, grace_period: int | None, reduction_factor: floa
 class StudyASHA(FIFOScheduler):
     """ASHA with one bracket, on Tune's public scheduler interface; FIFO's order of starting trials."""
 
-    def __init__(self, study: optuna.Study, *, max_t: int, grace_period: int, reduction_factor: float) -> None:
+    def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, *, max_t: int, grace_period: int,
+                 reduction_factor: float) -> None:
         super().__init__()
-        self.study, self.max_t, self.reduction_factor = study, max_t, reduction_factor
+        self.study, self.storage, self.max_t, self.reduction_factor = study, storage, max_t, reduction_factor
         # A rung is decided at the first epoch at or past its milestone, as Ray's bracket does.
         self.rung_epochs = sorted({math.ceil(m) for m in asha_rungs(max_t, grace_period, reduction_factor)})
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        """Tune passes TuneConfig's metric and mode: the rungs are the study's val_acc, maximised, and nothing else."""
+        if (metric or METRIC) != METRIC or (mode or MODE) != MODE:
+            raise ValueError(f"StudyASHA decides on the study's {METRIC} ({MODE}); TuneConfig asks for metric={metric!r}, "
+                             f"mode={mode!r}: leave them unset")
+        return True
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        if study_number(trial) is None:
+            raise ValueError(f"StudyASHA runs only the trials of a StudySearcher (search.tune.searcher); trial "
+                             f"{trial.trial_id} names no trial of the study: use StudySearcher as the search_alg")
+        super().on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         epoch = result.get(EPOCH)
@@ -56,16 +79,16 @@ class StudyASHA(FIFOScheduler):
         """STOP or CONTINUE for trial ``number`` reaching the rung at ``epoch`` with ``value``."""
         others = []
         for t in own_trials(self.study):
-            reached = t.intermediate_values.get(epoch)
             if t.number == number:
-                if reached is not None:
+                if epoch in t.user_attrs.get(PASSED_RUNGS, ()):
                     return TrialScheduler.CONTINUE  # it passed this rung before an interruption
-            elif reached is not None:
-                others.append(reached)
-        if not others:
-            return TrialScheduler.CONTINUE
-        cutoff = np.nanpercentile(others, (1 - 1 / self.reduction_factor) * 100)
-        return TrialScheduler.STOP if value < cutoff else TrialScheduler.CONTINUE
+            elif t.intermediate_values.get(epoch) is not None:
+                others.append(t.intermediate_values[epoch])
+        if others and value < np.nanpercentile(others, (1 - 1 / self.reduction_factor) * 100):
+            return TrialScheduler.STOP
+        trial = StudyTrial(self.storage, self.study, number)
+        trial.set_user_attr(PASSED_RUNGS, sorted({*trial.user_attrs.get(PASSED_RUNGS, ()), epoch}))
+        return TrialScheduler.CONTINUE
 
     def debug_string(self) -> str:
         return f"StudyASHA: rungs at epochs {self.rung_epochs} of {self.max_t}, keeping the top 1/{self.reduction_factor:g}"

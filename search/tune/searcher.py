@@ -26,6 +26,7 @@ import sys
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.result import TIME_THIS_ITER_S
 from ray.tune.search import Searcher
 
 from model.config import RunConfig
@@ -33,7 +34,7 @@ from model.config import RunConfig
 from ..constants import METRIC, MODE
 from ..errors import SearchError
 from ..study import (CHECKPOINT, DIVERGED, EPOCH, EPOCHS, FAIL_REASON, INVALID_SUGGESTION, NODE, NODE_IP,
-                     RAY_TRIAL_ID, STARTED, WALL_SECONDS, outcome, own_trials, samples_taken, trial_handle)
+                     RAY_TRIAL_ID, STARTED, WALL_SECONDS, StudyTrial, outcome, own_trials, samples_taken)
 
 STUDY_TRIAL = "study_trial"  # the config key of a Tune trial's trial of the study: {"number": N, "checkpoint": URI}
 MAX_BAD_SUGGESTIONS = 20  # in a row: the space is broken, not unlucky
@@ -69,7 +70,7 @@ class StudySearcher(Searcher):
         super().__init__(metric=METRIC, mode=MODE)
         self.study, self.storage, self.space, self.validate = study, storage, space, validate
         self.num_samples, self.max_t, self.stop = num_samples, max_t, stop
-        self._trials: dict[str, optuna.trial.Trial] = {}  # Tune trial id -> the study's trial it runs
+        self._trials: dict[str, StudyTrial] = {}  # Tune trial id -> the study's trial it runs
         self._steps: dict[str, set[int]] = {}  # Tune trial id -> the epochs its trial already holds
         self._bad_in_a_row = 0
 
@@ -80,8 +81,8 @@ class StudySearcher(Searcher):
         handed = {t.number for t in self._trials.values()}
         for t in trials:
             if t.state == TrialState.RUNNING and t.number not in handed:
-                return self._hand_out(trial_id, trial_handle(self.study, self.storage, t.number), t.params,
-                                      t.user_attrs.get(CHECKPOINT), set(t.intermediate_values))
+                return self._hand_out(trial_id, t.number, t.params, t.user_attrs.get(CHECKPOINT),
+                                      set(t.intermediate_values))
         if samples_taken(trials) >= self.num_samples:
             return Searcher.FINISHED
         trial = self.study.ask()
@@ -93,7 +94,7 @@ class StudySearcher(Searcher):
             self._fail_suggestion(trial, e)
             return None  # Tune asks again: the next suggestion is a new trial of the study
         self._bad_in_a_row = 0
-        return self._hand_out(trial_id, trial, trial.params, None, set())
+        return self._hand_out(trial_id, trial.number, trial.params, None, set())
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._trials:
@@ -114,7 +115,7 @@ class StudySearcher(Searcher):
         state, value, attrs = outcome(result, error, self.max_t)
         for key, v in attrs.items():
             trial.set_user_attr(key, v)
-        self.study.tell(trial, value, state=state, skip_if_finished=True)
+        self.study.tell(trial.number, value, state=state, skip_if_finished=True)
         self._forget(trial_id)
 
     def save(self, checkpoint_path: str) -> None:
@@ -131,8 +132,8 @@ class StudySearcher(Searcher):
         if trial is not None:
             trial.set_user_attr(CHECKPOINT, uri)
 
-    def _hand_out(self, trial_id: str, trial: optuna.trial.Trial, params: dict, checkpoint: str | None,
-                  steps: set[int]) -> dict:
+    def _hand_out(self, trial_id: str, number: int, params: dict, checkpoint: str | None, steps: set[int]) -> dict:
+        trial = StudyTrial(self.storage, self.study, number)
         trial.set_user_attr(RAY_TRIAL_ID, trial_id)
         self._trials[trial_id], self._steps[trial_id] = trial, steps
         return {**params, STUDY_TRIAL: {"number": trial.number, "checkpoint": checkpoint}}
@@ -154,13 +155,14 @@ class StudySearcher(Searcher):
         if not result.get(DIVERGED) and value is not None and math.isfinite(value):
             trial.report(value, epoch)
             steps.add(epoch)
-        seconds = float(result.get("time_this_iter_s") or 0.0)  # Tune's time of the epoch, checkpoint included
-        if STARTED not in trial.user_attrs:
+        seconds = float(result.get(TIME_THIS_ITER_S) or 0.0)  # Tune's time of the epoch, checkpoint included
+        attrs = trial.user_attrs
+        if STARTED not in attrs:
             trial.set_user_attr(STARTED, (dt.datetime.now() - dt.timedelta(seconds=seconds)).isoformat())
         trial.set_user_attr(EPOCHS, int(epoch))
-        trial.set_user_attr(WALL_SECONDS, float(trial.user_attrs.get(WALL_SECONDS, 0.0)) + seconds)
+        trial.set_user_attr(WALL_SECONDS, float(attrs.get(WALL_SECONDS, 0.0)) + seconds)
         for key in (NODE, NODE_IP):
-            if key in result and trial.user_attrs.get(key) != result[key]:
+            if key in result and attrs.get(key) != result[key]:
                 trial.set_user_attr(key, result[key])
 
     def _fail_suggestion(self, trial: optuna.trial.Trial, e: BaseException) -> None:

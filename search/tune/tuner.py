@@ -28,11 +28,12 @@ def make_searcher(config: SearchConfig, study: optuna.Study, storage: optuna.sto
                          validate=check_suggestion, stop=stop)
 
 
-def make_scheduler(config: SearchConfig, study: optuna.Study) -> StudyASHA | FIFOScheduler:
+def make_scheduler(config: SearchConfig, study: optuna.Study,
+                   storage: optuna.storages.BaseStorage) -> StudyASHA | FIFOScheduler:
     """ASHA on the study's curves; for ``--scheduler fifo``, every trial runs all ``--max-epochs``."""
     if config.scheduler != "asha":
         return FIFOScheduler()
-    return StudyASHA(study, max_t=config.max_epochs, grace_period=config.grace_period,
+    return StudyASHA(study, storage, max_t=config.max_epochs, grace_period=config.grace_period,
                      reduction_factor=config.reduction_factor)
 
 
