@@ -29,10 +29,11 @@ The modules, one line each:
 - ``preflight.py``: before any trial, every node reaches the storage and every GPU trains a step.
 - ``storage.py``: ``--storage-path``: a folder or a URI, and the URIs of the checkpoints Tune writes there.
 - ``weights.py``: pretrained weights, loaded once on the driver and shipped to the trials.
-- ``warm_start.py``: ``--warm-start``: an earlier search's finished trials copied into the new study.
+- ``warm_start.py``: ``--warm-start``: an earlier search's finished trials, mapped into the new space, in the new study.
 - ``progress.py``: the compact progress view: a bar or one line per finished trial, and the summary line.
 - ``results.py``: ``search.json``, ``trials.csv``, ``best/config.json``, read back as a ``SearchResult``.
 - ``retrain.py``: ``python -m search.retrain``: the best config on train + validation, tested once.
+- ``retrain_plan.py``: the best config's budget-dependent parameters re-planned for the retrain's length.
 - ``report.py``: ``python -m search.report``: ``report.html`` from the run folder's files alone.
 - ``plots.py``: the Optuna plots, one offline HTML file each in ``plots/``.
 - ``tune/``: Ray Tune's side: the searcher, the ASHA scheduler, the trainable, callbacks, the ``Tuner``.

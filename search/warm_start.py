@@ -1,24 +1,96 @@
-"""``--warm-start RUN_DIR``: an earlier search's finished trials inform the new search's sampler.
+"""``--warm-start RUN_DIR``: an earlier search's finished trials, mapped into this search's space, inform its sampler.
 
-They are copied into the new study with Optuna's own ``Study.add_trials`` and marked
-``user_attrs["origin"] = "warm_start"``. No Tune trial runs them, so they do not count against
-``--num-samples``, and they are never the new search's best config.
+The earlier search may have run fewer epochs, other data, other ``--choices``, another budget
+plan or an edited space. Each of its finished trials is replayed through this search's space
+(``spaces.asks.replay``), so that it enters with the distributions this search asks; the rules,
+and why TPE still models every parameter, are in docs/warm-start.md. The trials are copied into
+the new study with Optuna's ``Study.add_trials`` and marked ``user_attrs["origin"] =
+"warm_start"``. No Tune trial runs them, so they do not count against ``--num-samples``, ASHA
+never reads them, and they are never the new search's best config.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
+import spaces
+from spaces.asks import inspect_space, replay
+
 from .config import SearchConfig
 from .constants import SEARCH_JSON, STUDY_DB, study_url
-from .study import EPOCHS, ORIGIN, WARM_START
 from .errors import SearchError
+from .study import EPOCHS, ORIGIN, WARM_START
+
+# How an earlier result enters the new study, by name (FIDELITY). "lower_rung": a result at a lower
+# fidelity than this search's (fewer --max-epochs, other data) enters as a PRUNED trial with its
+# curve, as ASHA's stops do: Optuna's TPE ranks every COMPLETE trial above every PRUNED one, and
+# PRUNED ones by the epoch they reached, then by their value there. So a 2-epoch accuracy never
+# outranks a result this search measured further, and it steers TPE while this search has few
+# results of its own. A result at this search's fidelity stays as it was. "as_is": as they were.
+DEFAULT_FIDELITY = "lower_rung"
+
+
+def _as_is(t: optuna.trial.FrozenTrial, same_fidelity: bool) -> tuple[TrialState, float | None]:
+    return t.state, t.value
+
+
+def _lower_rung(t: optuna.trial.FrozenTrial, same_fidelity: bool) -> tuple[TrialState, float | None]:
+    if same_fidelity or t.state != TrialState.COMPLETE:
+        return t.state, t.value
+    return TrialState.PRUNED, t.value  # Optuna's value of a PRUNED trial: its last epoch's, as a COMPLETE one's
+
+
+FIDELITY = {"as_is": _as_is, "lower_rung": _lower_rung}
+
+
+@dataclass
+class Mapping:
+    """Earlier trials as the new space asks them, and what the mapping dropped, filled and left out."""
+
+    trials: list[optuna.trial.FrozenTrial] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)  # "param=value" that dropped a trial -> trials
+    left_out: Counter = field(default_factory=Counter)  # parameter left out of kept trials -> trials
+    filled: Counter = field(default_factory=Counter)  # parameter filled with the value the trial ran with -> trials
+    held: int = 0  # values of shared parameters the new space holds, over every trial
+
+
+def map_trials(trials: list[optuna.trial.FrozenTrial], space, fills: dict | None = None, *,
+               same_fidelity: bool = True, fidelity: str = DEFAULT_FIDELITY, source: str = "") -> Mapping:
+    """``trials`` replayed through ``space``: each keeps the values the space holds, with its distributions.
+
+    A value the space cannot hold (a narrowed choice, a number out of range), or a parameter the
+    trial lacks and ``fills`` (what its run used) cannot give, drops that parameter when the space
+    asks it only on some branches, and drops the trial when the space always asks it: multivariate
+    TPE models only the parameters every trial holds, so one trial without it would take it out of
+    the model for every trial. A parameter the space no longer asks is left out.
+    """
+    always = inspect_space(space).always
+    rule = FIDELITY[fidelity]
+    mapping = Mapping()
+    for t in trials:
+        asked = replay(space, t.params, fills)
+        mapping.held += sum(n in t.params for n in asked.params)
+        lost = [n for n in asked.unheld if n in always]
+        if lost:
+            mapping.dropped.update(f"{n}={t.params[n]!r}" if n in t.params else f"{n} missing" for n in lost)
+            continue
+        mapping.left_out.update(asked.unused + asked.unheld)
+        mapping.filled.update(asked.filled)
+        state, value = rule(t, same_fidelity)
+        mapping.trials.append(optuna.trial.create_trial(
+            state=state, value=value, params=asked.params, distributions=asked.distributions,
+            intermediate_values=t.intermediate_values,
+            user_attrs={ORIGIN: WARM_START, "source": source, "source_number": t.number,
+                        "source_state": t.state.name, EPOCHS: t.user_attrs.get(EPOCHS, len(t.intermediate_values))},
+        ))
+    return mapping
 
 
 @dataclass
@@ -27,6 +99,9 @@ class WarmStart:
     trials: list[optuna.trial.FrozenTrial] = field(default_factory=list)
     max_epochs: int | None = None
     same_data: bool = True
+    fidelity: str = DEFAULT_FIDELITY
+    finished: int = 0  # the earlier search's finished trials, before the mapping
+    dropped: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def add_to(self, study: optuna.Study) -> None:
@@ -35,44 +110,84 @@ class WarmStart:
             print(f"note: --warm-start: {note}", file=sys.stderr)
 
     def describe(self) -> dict:
-        return {"source": self.source, "trials": len(self.trials), "source_max_epochs": self.max_epochs,
+        return {"source": self.source, "trials": len(self.trials), "finished": self.finished,
+                "dropped": self.dropped, "fidelity": self.fidelity, "source_max_epochs": self.max_epochs,
                 "same_data": self.same_data, "notes": self.notes}
 
 
-def load_warm_trials(config: SearchConfig, run_dir: Path, data_info: dict) -> WarmStart:
-    """The finished (COMPLETE and PRUNED) trials of the search in ``run_dir``, ready for ``add_trials``."""
+def load_warm_trials(config: SearchConfig, run_dir: Path, data_info: dict, space=None,
+                     fidelity: str = DEFAULT_FIDELITY) -> WarmStart:
+    """The finished (COMPLETE and PRUNED) trials of the search in ``run_dir``, mapped into ``space``.
+
+    ``space``: the new search's space as it searches it (narrowed by ``--choices`` and the budget
+    plan); by default ``config.space`` as written. Raises SearchError, in one line, when nothing of
+    the earlier search fits it.
+    """
     run_dir = run_dir.expanduser().resolve()
-    summary_path = run_dir / SEARCH_JSON
-    if not (run_dir / STUDY_DB).is_file() or not summary_path.is_file():
-        raise SearchError(f"--warm-start {run_dir}: no search there (study.db and search.json); pass an earlier "
-                          "search's --out folder")
+    where = f"--warm-start {run_dir}"
+    if not (run_dir / STUDY_DB).is_file():
+        raise SearchError(f"{where}: no search there (no {STUDY_DB}); pass an earlier search's --out folder")
     earlier = SearchConfig.from_run(run_dir)
-    if earlier.space != config.space:
-        raise SearchError(f"--warm-start {run_dir}: that search used space {earlier.space!r}, this one "
-                          f"{config.space!r}; warm-start only from the same space")
+    pretrained = {_pretrained(earlier.space), _pretrained(config.space)}
+    if pretrained == {True, False}:
+        raise SearchError(f"{where}: that search used space {earlier.space!r}, this one {config.space!r}, and only "
+                          "one of them fine-tunes pretrained weights; their architectures are other models")
+    space = space if space is not None else spaces.get_space(config.space)
     source = optuna.load_study(study_name=earlier.study_name, storage=study_url(run_dir))
-    warm = WarmStart(source=str(run_dir), max_epochs=earlier.max_epochs)
-    for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        warm.trials.append(optuna.trial.create_trial(
-            state=t.state,
-            value=t.value if t.state == TrialState.COMPLETE else None,
-            params=t.params,
-            distributions=t.distributions,
-            intermediate_values=t.intermediate_values,
-            user_attrs={ORIGIN: WARM_START, "source": str(run_dir), "source_number": t.number,
-                        EPOCHS: t.user_attrs.get(EPOCHS, len(t.intermediate_values))},
-        ))
-    if not warm.trials:
-        raise SearchError(f"--warm-start {run_dir}: that search has no finished trial to learn from")
-    before = json.loads(summary_path.read_text()).get("data") or {}
-    warm.same_data = all(before.get(k) == data_info.get(k) for k in ("fingerprint", "sizes", "train_subset", "seed"))
-    warm.notes.append(f"{len(warm.trials)} finished trials of {run_dir} added to the study as they were "
-                      f"(COMPLETE and PRUNED), marked origin=warm_start; they inform TPE and are never the best config")
-    if warm.max_epochs != config.max_epochs:
-        warm.notes.append(f"they ran at most {warm.max_epochs} epochs, this search {config.max_epochs}: their "
-                          "accuracies are lower-fidelity, and TPE reads them as results of their configs; the "
-                          "new trials' results supersede them as they arrive")
-    if not warm.same_data:
-        warm.notes.append("they were trained on other data (source, split or subset): they rank configs, "
-                          "their accuracies are not comparable with this search's")
+    finished = source.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if not finished:
+        raise SearchError(f"{where}: that search has no finished trial to learn from")
+    asks = inspect_space(space).params
+    shared = sorted({n for t in finished for n in t.params} & set(asks))
+    if not shared:
+        raise SearchError(f"{where}: its trials share no parameter with this search's space (they ask "
+                          f"{', '.join(sorted({n for t in finished for n in t.params}))}; this space asks "
+                          f"{', '.join(asks)}); nothing to learn from")
+    # TODO(lead): read_summary
+    before = json.loads((run_dir / SEARCH_JSON).read_text()).get("data") or {}
+    same_data = all(before.get(k) == data_info.get(k) for k in ("fingerprint", "sizes", "train_subset", "seed"))
+    same_fidelity = same_data and earlier.max_epochs == config.max_epochs
+    # What an earlier trial ran with where its space asked nothing: the search's base config (RunConfig's defaults).
+    fills = earlier.base_run_config("cpu").to_dict()
+    mapping = map_trials(finished, space, fills, same_fidelity=same_fidelity, fidelity=fidelity, source=str(run_dir))
+    if not mapping.held:
+        raise SearchError(f"{where}: none of its values of {', '.join(shared)} lies in this search's space (narrowed "
+                          "by --choices and the budget plan); nothing to learn from")
+    if not mapping.trials:
+        raise SearchError(f"{where}: none of its {len(finished)} finished trials fits this search's space "
+                          f"({_counts(mapping.dropped)}); nothing to learn from")
+    warm = WarmStart(source=str(run_dir), trials=mapping.trials, max_epochs=earlier.max_epochs, same_data=same_data,
+                     fidelity=fidelity, finished=len(finished), dropped=dict(mapping.dropped))
+    kept = len(mapping.trials)
+    warm.notes.append(f"{kept} of {len(finished)} finished trials of {run_dir} mapped into this search's space and "
+                      "added to the study, marked origin=warm_start; they inform TPE and are never the best config")
+    if kept < len(finished):
+        warm.notes.append(f"{len(finished) - kept} dropped: a value this space always asks and cannot hold "
+                          f"({_counts(mapping.dropped)})")
+    if mapping.left_out:
+        warm.notes.append(f"parameters left out of some trials (not asked here, or outside this space): "
+                          f"{_counts(mapping.left_out)}")
+    if mapping.filled:
+        warm.notes.append(f"parameters their space did not ask, filled with the value they ran with: "
+                          f"{_counts(mapping.filled)}")
+    if earlier.space != config.space:
+        warm.notes.append(f"that search used space {earlier.space!r}: its trials are mapped by parameter name")
+    if not same_fidelity:
+        why = [f"at most {earlier.max_epochs} epochs, this search {config.max_epochs}"] * (
+            earlier.max_epochs != config.max_epochs) + ["on other data (source, split or subset)"] * (not same_data)
+        read = ("TPE reads them as partial results, below any this search reaches further" if fidelity == "lower_rung"
+                else "TPE reads them as results of their configs")
+        warm.notes.append(f"they ran {' and '.join(why)}: lower-fidelity results; {read}")
     return warm
+
+
+def _counts(counter: Counter) -> str:
+    return ", ".join(f"{k} ({n})" for k, n in counter.most_common())
+
+
+def _pretrained(space: str) -> bool | None:
+    """Whether ``space`` fine-tunes pretrained weights; None when it cannot be loaded (a user space since moved)."""
+    try:
+        return spaces.needs_weights(space)
+    except ValueError:
+        return None

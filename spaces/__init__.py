@@ -16,10 +16,10 @@ The modules, one line each:
 
 - ``__init__.py`` (this file): the registry: ``register_space``, ``get_space``, ``list_spaces``, user spaces.
 - ``definitions.py``: the named spaces (``scratch``, ``finetune``, ``smoke``) and their recipes from the literature.
-- ``budget.py``: the budget rules: what ``--max-epochs`` x the images keeps of a space; ASHA's grace period.
+- ``budget.py``: the budget rules: what ``--max-epochs`` x the images keeps of a space; ASHA's grace; the retrain's.
 - ``recipe.py``: a recipe fitted to the space as narrowed: the first config a search evaluates.
 - ``narrow.py``: ``--choices``: categorical parameters limited to some choices without editing the space.
-- ``asks.py``: what a space asks (parameters, choices, architectures), found by sampling it once.
+- ``asks.py``: what a space asks (parameters, choices, architectures), by sampling it; of one config, by ``replay``.
 
 Example::
 

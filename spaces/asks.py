@@ -2,7 +2,8 @@
 
 A define-by-run space has no declared schema; the only way to learn it is to run it. Sampling
 it on a throwaway in-memory study shows every parameter it can ask, including the conditional
-ones, and is cheap because a space does no real work.
+ones, and is cheap because a space does no real work. Replaying it on a trial that answers
+from a given config (``replay``) shows what it asks of that config, and with which distributions.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class SpaceInfo:
     params: tuple[str, ...]
     distributions: dict  # name -> the optuna distribution it was asked with
     categorical: dict  # name -> its list of choices
+    always: frozenset = frozenset()  # the parameters every draw asked (not conditional)
 
     @property
     def archs(self) -> list[str]:
@@ -70,4 +72,76 @@ def inspect_space(space, name: str = "space") -> SpaceInfo:
                          "the device from the trial's resources); remove them from the space")
     categorical = {n: list(d.choices) for n, d in distributions.items()
                    if isinstance(d, optuna.distributions.CategoricalDistribution)}
-    return SpaceInfo(tuple(params), distributions, categorical)
+    always = frozenset(p for p in params if all(p in t.params for t in trials))
+    return SpaceInfo(tuple(params), distributions, categorical, always)
+
+
+def holds(distribution, value) -> bool:
+    """Whether ``distribution`` can hold ``value`` (a choice of it, or a number in its range and on its step)."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return any(type(c) is type(value) and c == value for c in distribution.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(distribution, optuna.distributions.IntDistribution) and value != int(value):
+        return False
+    step = distribution.step
+    on_step = step is None or abs((value - distribution.low) / step - round((value - distribution.low) / step)) < 1e-8
+    return distribution.low <= value <= distribution.high and on_step
+
+
+@dataclass
+class Replayed:
+    """A config as a space asks it: the values it holds, with the distributions it asked them with."""
+
+    params: dict  # name -> value, each held by its distribution
+    distributions: dict  # name -> the distribution the space asked it with
+    filled: list  # asked, absent from the config, and taken from ``fills``
+    unheld: list  # asked, but the config's value (or fill) lies outside what the space asks, or there is none
+    unused: list  # in the config, never asked
+
+
+def _as_asked(distribution, value):
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return value
+    return int(value) if isinstance(distribution, optuna.distributions.IntDistribution) else float(value)
+
+
+class _Answer(optuna.samplers.BaseSampler):
+    """Answers every ask with the config's value where the distribution holds it, else with a placeholder."""
+
+    def __init__(self, answers: dict) -> None:
+        self.answers = answers
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, name, distribution):
+        if name in self.answers and holds(distribution, self.answers[name]):
+            return _as_asked(distribution, self.answers[name])
+        # The space goes on with a placeholder; replay() leaves the parameter out.
+        return distribution.choices[0] if hasattr(distribution, "choices") else distribution.low
+
+
+def replay(space, values: dict, fills: dict | None = None) -> Replayed:
+    """Run ``space`` on a trial that answers from ``values``: what it asks of that config, and with what.
+
+    A define-by-run space says what it asks only when run, and may ask on one branch what it does
+    not on another; replaying it on the config answers both. A parameter the config lacks is
+    answered from ``fills`` (e.g. the value the config's run used) when that is held.
+    """
+    answers = {**(fills or {}), **values}
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        trial = optuna.create_study(sampler=_Answer(answers)).ask()
+        space(trial)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    # Checked here, not in the sampler: Optuna answers a one-choice distribution without asking it.
+    held = {n: d for n, d in trial.distributions.items() if n in answers and holds(d, answers[n])}
+    return Replayed({n: _as_asked(d, answers[n]) for n, d in held.items()}, held,
+                    [n for n in held if n not in values], [n for n in trial.distributions if n not in held],
+                    [n for n in values if n not in trial.distributions])

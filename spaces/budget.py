@@ -113,10 +113,14 @@ def scratch_plan(categorical: dict, budget: Budget, fixed: set) -> BudgetPlan:
     # A recipe value the plan dropped (batch 128 where only 64 is kept) is left to the sampler
     # (spaces.recipe.fit_recipe); the paper's recipe is its step schedule, so it goes only where that pays.
     long = budget.paper_fraction >= PAPER_RECIPE_MIN_FRACTION
-    batches = plan.choices.get("batch_size") or categorical.get("batch_size") or []
-    short = [_enough_steps(r, budget, batches, plan) for r in SHORT_RECIPES]
+    short = [_enough_steps(r, budget, _batches(plan, categorical), plan) for r in STEP_SCALED_RECIPES["scratch"]]
     plan.recipes = [dict(r) for r in ([SCRATCH_RECIPE, *short] if long else short)]
     return plan
+
+
+def _batches(plan: BudgetPlan, categorical: dict) -> list:
+    """The batch sizes ``plan`` keeps of the space's."""
+    return plan.choices.get("batch_size") or categorical.get("batch_size") or []
 
 
 def _enough_steps(recipe: dict, budget: Budget, batches: list, plan: BudgetPlan) -> dict:
@@ -140,6 +144,9 @@ def finetune_plan(categorical: dict, budget: Budget, fixed: set) -> BudgetPlan:
 
 
 PLANS = {"scratch": scratch_plan, "finetune": finetune_plan}
+# The recipes each plan runs at the batch their steps afford (_enough_steps): the one rule that changes a config
+# with the run's length, and so the one that plan_retrain re-plans.
+STEP_SCALED_RECIPES = {"scratch": SHORT_RECIPES}
 
 
 def plan_budget(space_name: str, categorical: dict, budget: Budget, fixed: set = frozenset()) -> BudgetPlan | None:
@@ -150,3 +157,42 @@ def plan_budget(space_name: str, categorical: dict, budget: Budget, fixed: set =
     """
     rules = PLANS.get(space_name)
     return rules(categorical, budget, set(fixed)) if rules else None
+
+
+def plan_retrain(space_name: str, params: dict, categorical: dict, trials: Budget, retrain: Budget,
+                 fixed: set = frozenset()) -> dict:
+    """The best config's budget-dependent parameters, re-planned for the retrain's own length.
+
+    The retrain trains the best config for its own epochs on train + validation, often many more
+    steps than a trial took. Of the rules above, only RECIPE_MIN_STEPS sets a config's values from
+    the run's length; the others narrow what the sampler may propose, and a longer run affords all
+    that a shorter one does. So a best config that is a recipe at the batch and lr that rule gave
+    the trials gets the batch and lr it gives the retrain (within the space's batches as
+    ``--choices`` left them; a batch size the user fixed stays). Returns ``{"epochs",
+    "images_seen", "params", "changed", "reasons"}``: ``params`` to retrain, ``changed`` as
+    ``{name: [trials' value, retrain's value]}``.
+    """
+    plan = {"epochs": retrain.max_epochs, "images_seen": retrain.images_seen, "params": dict(params), "changed": {},
+            "reasons": []}
+    recipes = STEP_SCALED_RECIPES.get(space_name, [])
+    if not recipes or "batch_size" in fixed or space_name not in PLANS:
+        return plan
+    before = _batches(plan_budget(space_name, categorical, trials, fixed), categorical)
+    after = _batches(plan_budget(space_name, categorical, retrain, fixed), categorical)
+    for recipe in recipes:
+        ran = _enough_steps(recipe, trials, before, BudgetPlan())
+        if (params.get("batch_size"), params.get("lr")) != (ran["batch_size"], ran["lr"]):
+            continue
+        now = _enough_steps(recipe, retrain, after, BudgetPlan())
+        if (now["batch_size"], now["lr"]) != (ran["batch_size"], ran["lr"]) and \
+                now["batch_size"] in categorical.get("batch_size", []):
+            plan["params"].update(batch_size=now["batch_size"], lr=now["lr"])
+            plan["changed"] = {k: [ran[k], now[k]] for k in ("batch_size", "lr")}
+            plan["reasons"].append(
+                f"batch_size {ran['batch_size']} -> {now['batch_size']}, lr {ran['lr']:g} -> {now['lr']:g}: the "
+                f"recipe at lr {recipe['lr']:g}, batch {recipe['batch_size']} ran at batch {ran['batch_size']} for "
+                f"the trials' {trials.images_seen // recipe['batch_size']} steps at its batch; the retrain's "
+                f"{retrain.images_seen // recipe['batch_size']} give batch {now['batch_size']} "
+                f"(RECIPE_MIN_STEPS {RECIPE_MIN_STEPS}, linear scaling)")
+        break
+    return plan

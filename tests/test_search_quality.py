@@ -52,7 +52,7 @@ def test_warm_start_adds_earlier_trials_marked_and_uncounted(image_folder, tmp_p
 
     second = run_search(*common, "--out", str(tmp_path / "b"), "--num-samples", "2", "--warm-start", str(tmp_path / "a"))
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "--warm-start: 3 finished trials" in second.stderr
+    assert "--warm-start: 3 of 3 finished trials" in second.stderr
     study = load_study(tmp_path / "b")
     warm = [t for t in study.trials if t.user_attrs.get("origin") == "warm_start"]
     new = [t for t in study.trials if t.user_attrs.get("origin") != "warm_start"]
