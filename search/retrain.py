@@ -35,7 +35,6 @@ from .constants import BEST, BEST_CONFIG, BEST_HISTORY, BEST_METRICS, BEST_MODEL
 from .errors import SearchError
 from .ray_start import trial_device
 from .retrain_plan import replan_best
-from .retrain_plan import replan_best
 from .results import BEST_RUN_CONFIG, BEST_TRIAL, BEST_VAL_ACC
 
 
@@ -116,7 +115,6 @@ def retrain_run(out: str | Path, epochs: int | None = None, data: CIFAR10Data | 
     if epochs is None:
         epochs = SearchConfig.from_run(out).max_epochs
     data = data if data is not None else load_search_data(out)
-    best = replan_best(out, best, epochs, data)  # the trials' budget rules, re-planned for the retrain's length
     best = replan_best(out, best, epochs, data)  # the trials' budget rules, re-planned for the retrain's length
     device = trial_device(gpus)
     print(f"retraining trial {best[BEST_TRIAL]} on train + validation for {epochs} epochs ...", flush=True)
