@@ -6,7 +6,6 @@ the plan in the study (user attribute ``retrain_plan``) and in ``search.json``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import optuna
@@ -20,6 +19,7 @@ from spaces.narrow import narrow_space
 
 from .config import SearchConfig
 from .constants import SEARCH_JSON, STUDY_DB, study_url
+from .results import read_summary
 
 RETRAIN_PLAN = "retrain_plan"  # the study's user attribute, and search.json's key
 
@@ -53,6 +53,6 @@ def _record(out: Path, config: SearchConfig, plan: dict) -> None:
     if (out / STUDY_DB).is_file():
         study = optuna.load_study(study_name=config.study_name, storage=study_url(out))
         study.set_user_attr(RETRAIN_PLAN, plan)
-    # TODO(lead): read_summary — search.json rebuilt from the study would carry the attribute by itself.
-    if (out / SEARCH_JSON).is_file():
-        write_json(out / SEARCH_JSON, {**json.loads((out / SEARCH_JSON).read_text()), RETRAIN_PLAN: plan})
+    summary = read_summary(out)  # rebuilt from the study: the plan is one of its user attributes now
+    if summary is not None:
+        write_json(out / SEARCH_JSON, {**summary, RETRAIN_PLAN: plan})

@@ -11,7 +11,6 @@ never reads them, and they are never the new search's best config.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,8 +23,9 @@ import spaces
 from spaces.asks import inspect_space, replay
 
 from .config import SearchConfig
-from .constants import SEARCH_JSON, STUDY_DB, study_url
+from .constants import STUDY_DB, study_url
 from .errors import SearchError
+from .results import read_summary
 from .study import EPOCHS, ORIGIN, WARM_START
 
 # How an earlier result enters the new study, by name (FIDELITY). "lower_rung": a result at a lower
@@ -143,8 +143,7 @@ def load_warm_trials(config: SearchConfig, run_dir: Path, data_info: dict, space
         raise SearchError(f"{where}: its trials share no parameter with this search's space (they ask "
                           f"{', '.join(sorted({n for t in finished for n in t.params}))}; this space asks "
                           f"{', '.join(asks)}); nothing to learn from")
-    # TODO(lead): read_summary
-    before = json.loads((run_dir / SEARCH_JSON).read_text()).get("data") or {}
+    before = (read_summary(run_dir) or {}).get("data") or {}
     same_data = all(before.get(k) == data_info.get(k) for k in ("fingerprint", "sizes", "train_subset", "seed"))
     same_fidelity = same_data and earlier.max_epochs == config.max_epochs
     # What an earlier trial ran with where its space asked nothing: the search's base config (RunConfig's defaults).
