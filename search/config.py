@@ -94,6 +94,10 @@ class SearchConfig(DataConfig):
                                        default_text="--max-epochs / 2, at least 1 (spaces/budget.py)")
     reduction_factor: float = setting(3, "ASHA keeps the top 1/R of trials at each rung (rungs at G, G*R, G*R^2 ... "
                                          "epochs)")
+    rungs: str = setting("fraction", "where a trial meets ASHA's rungs: at the same fraction of its own planned epochs "
+                                     "(fair to trials whose space sets fewer epochs; the same as 'epochs' when every "
+                                     "trial runs --max-epochs), or at the same epochs for every trial (Ray's ASHA)",
+                         choices=("fraction", "epochs"))
     sampler: str = setting("tpe", "Optuna sampler: TPE (multivariate, constant liar) or random search, as a baseline",
                            choices=("tpe", "random"))
     scheduler: str = setting("asha", "ASHA early stopping, or fifo: every trial runs all --max-epochs (a baseline)",

@@ -234,3 +234,69 @@ def test_study_asha_refuses_another_searchers_trials_and_another_metric_or_mode(
     for metric, mode in (("val_loss", None), (None, "min"), ("train_acc", "max")):
         with pytest.raises(ValueError, match=r"decides on the study's val_acc \(max\)"):
             ours.set_search_properties(metric, mode)
+
+
+def epochs_space(trial):
+    """A space that plans each trial's epochs (as opda's tables do): ``epochs`` is a RunConfig field."""
+    trial.suggest_int("epochs", 10, 100, step=10)
+    trial.suggest_float("lr", 1e-3, 1.0, log=True)
+
+
+def open_epochs_search(tmp_path, plans):
+    """A search whose trials plan ``plans`` epochs, in that order (enqueued), of at most 100."""
+    tmp_path.mkdir(exist_ok=True)
+    storage = open_storage(tmp_path)
+    study = create_study(storage, "epochs_space", make_sampler("random", 0, 4))
+    if not study.trials:
+        for e in plans:
+            study.enqueue_trial({"epochs": e, "lr": 0.1})
+    return study, StudySearcher(study, storage, epochs_space, num_samples=100, max_t=100)
+
+
+@pytest.mark.parametrize("fractional", [True, False], ids=["fraction", "epochs"])
+def test_rungs_on_the_fraction_of_each_trials_planned_epochs(tmp_path, fractional):
+    # Grace 50 of max_t 100, R = 3: one rung, at epoch 50 of a 100-epoch trial.
+    study, searcher = open_epochs_search(tmp_path, [100, 100, 20, 40, 20])
+    asha = StudyASHA(study, searcher.storage, max_t=100, grace_period=50, reduction_factor=3, fractional=fractional)
+    trials = [fake_trial(searcher.suggest(f"t{i}")[STUDY_TRIAL]["number"]) for i in range(5)]
+    plans = [100, 100, 20, 40, 20]
+
+    def report(i, epoch, acc):
+        res = result(epoch, acc, planned_epochs=plans[i])
+        decision = asha.on_trial_result(None, trials[i], dict(res))
+        if decision == TrialScheduler.STOP:
+            searcher.on_trial_complete(trials[i].trial_id, res)
+        else:
+            searcher.on_trial_result(trials[i].trial_id, res)
+        return decision
+
+    assert report(0, 50, 0.6) == TrialScheduler.CONTINUE  # the first at its rung
+    assert report(1, 50, 0.3) == TrialScheduler.STOP  # below the top third of [0.6]
+    if fractional:
+        # A 20-epoch trial meets the rung at its epoch 10, a 40-epoch one at 20, each against the others'
+        # values at half of their own epochs: [0.6, 0.3] -> cutoff 0.5; then [0.6, 0.3, 0.55] -> 0.567.
+        assert report(2, 10, 0.55) == TrialScheduler.CONTINUE
+        assert report(3, 10, 0.2) == TrialScheduler.CONTINUE  # not its rung
+        assert report(3, 20, 0.4) == TrialScheduler.STOP
+        assert report(4, 10, 0.58) == TrialScheduler.CONTINUE  # [0.3, 0.4, 0.55, 0.6] -> 0.55
+        assert asha.rung_epochs == [50] and "0.5 of each trial's epochs" in asha.debug_string()
+    else:
+        # Ray's rungs: a trial that plans fewer than 50 epochs is never judged, whatever its value.
+        assert report(2, 10, 0.55) == report(3, 20, 0.01) == report(4, 10, 0.02) == TrialScheduler.CONTINUE
+        return
+
+    # A new process over the same study decides as the first would have: the rungs are the study's.
+    study, searcher = open_epochs_search(tmp_path, [])
+    resumed = StudyASHA(study, searcher.storage, max_t=100, grace_period=50, reduction_factor=3, fractional=True)
+    handed = [study_number(fake_trial(searcher.suggest(f"r{i}")[STUDY_TRIAL]["number"])) for i in range(3)]
+    assert handed == [0, 2, 4]  # the three still training
+    assert resumed.on_trial_result(None, trials[2], result(10, 0.1, planned_epochs=20)) == TrialScheduler.CONTINUE
+    late = fake_trial(searcher.suggest("t5")[STUDY_TRIAL]["number"])  # asked now: plans its own epochs (random)
+    planned = study.trials[late.config[STUDY_TRIAL]["number"]].params["epochs"]
+    at = -(-planned // 2)
+    # 0.56 is under the cutoff of [0.6, 0.3, 0.55, 0.4, 0.58] (0.57); 0.59 is over that of the six (0.567).
+    assert resumed.on_trial_result(None, late, result(at, 0.56, planned_epochs=planned)) == TrialScheduler.STOP
+    other = fake_trial(searcher.suggest("t6")[STUDY_TRIAL]["number"])
+    planned = study.trials[other.config[STUDY_TRIAL]["number"]].params["epochs"]
+    assert resumed.on_trial_result(None, other, result(-(-planned // 2), 0.59, planned_epochs=planned)) \
+        == TrialScheduler.CONTINUE

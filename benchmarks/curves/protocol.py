@@ -22,7 +22,7 @@ import optuna
 from benchmarks.curves.simulate import simulate
 from benchmarks.curves.stats import first_reach, mean_se, normalised_regret, ranks, sign_test, step_at, wilcoxon
 from search.progress import expected_epochs_left
-from search.tune.scheduler import asha_rungs
+from search.tune.scheduler import asha_rungs, rung_epochs
 from spaces.budget import default_grace_period
 
 BASELINE = "random_fifo"  # every arm is tested against it
@@ -48,6 +48,7 @@ class Arm:
     constant_liar: bool = True
     startup: str = "quarter"  # quarter: max(4, N // 4) as shipped; or an integer as text
     space: str = "budget"  # budget: narrowed by the budget plan, its recipes first (as shipped); full: --full-space
+    rungs: str = "fraction"  # --rungs: fraction of each trial's planned epochs (shipped), or epochs (Ray's ASHA)
 
     def grace(self, max_t: int) -> int:
         if self.grace_period is not None:
@@ -60,7 +61,7 @@ class Arm:
 # The shipped search and the baselines a user would otherwise pick; then one change each of the shipped search.
 ARMS = {a.name: a for a in [
     Arm("random_fifo", sampler="random", scheduler="fifo", recipe=False, space="full"),
-    Arm("random_asha", sampler="random", recipe=False, space="full"),
+    Arm("random_asha", sampler="random", recipe=False, space="full", rungs="epochs"),  # Ray's ASHAScheduler
     Arm("tpe_fifo", scheduler="fifo"),
     Arm(SHIPPED),
     Arm("optuna_hyperband", sampler="optuna", scheduler="hyperband", recipe=False, space="full"),
@@ -74,6 +75,9 @@ ARMS = {a.name: a for a in [
     Arm("tpe_asha_startup4", startup="4"),
     Arm("tpe_asha_startup10", startup="10"),
     Arm("tpe_asha_no_liar", constant_liar=False),
+    # Issue 33: the rungs in epochs, the same for every trial (the default before it); random + ASHA on fractions.
+    Arm("tpe_asha_epoch_rungs", rungs="epochs"),
+    Arm("random_asha_fraction", sampler="random", recipe=False, space="full"),
     # What the budget plan and its recipes add (the CIFAR table; on a table without a plan the first two are tpe_asha
     # and the third random_fifo): the shipped search with --no-recipe, with --full-space, and random search on the
     # plan's space.
@@ -83,7 +87,7 @@ ARMS = {a.name: a for a in [
 ]}
 DEFAULT_ARMS = ["random_fifo", "random_asha", "tpe_fifo", SHIPPED, "optuna_hyperband", "one_rung_topk"]
 VARIANTS = ["tpe_asha_grace1", "tpe_asha_grace_quarter", "tpe_asha_rf2", "tpe_asha_rf4", "tpe_asha_startup4",
-            "tpe_asha_startup10", "tpe_asha_no_liar"]
+            "tpe_asha_startup10", "tpe_asha_no_liar", "tpe_asha_epoch_rungs", "random_asha_fraction"]
 DECOMPOSITION = ["tpe_asha_no_recipe", "tpe_asha_full_space", "random_fifo_budget"]
 UNLIMITED = 10 ** 9  # plain Optuna's n_trials: the trial-epoch budget stops it
 
@@ -103,9 +107,10 @@ def num_trials(arm: Arm, budget: int, max_t: int, planned: list[int] | None = No
 
         _, n, _ = topk_arm.plan(budget, max_t, planned)
         return 2 * n  # the first phase, then the finishing runs until the budget is spent
-    rungs = [] if arm.scheduler == "fifo" else asha_rungs(max_t, arm.grace(max_t), arm.reduction_factor)
+    milestones = [] if arm.scheduler == "fifo" else asha_rungs(max_t, arm.grace(max_t), arm.reduction_factor)
     lengths = planned or [max_t]
-    per_trial = sum(expected_epochs_left(0, e, [r for r in rungs if r < e], arm.reduction_factor)
+    per_trial = sum(expected_epochs_left(0, e, [r for r in rung_epochs(milestones, e, max_t, arm.rungs == "fraction")
+                                                if r and r < e], arm.reduction_factor)
                     for e in lengths) / len(lengths)
     return math.ceil(budget * max_t / per_trial - 1e-9)
 
@@ -136,7 +141,7 @@ def build_search(arm: Arm, space, recipes: list[dict], seed: int, num_samples: i
         return topk_arm.build(space, seed, *topk)
     config = SearchConfig(space="scratch", sampler=arm.sampler, scheduler=arm.scheduler, recipe=arm.recipe,
                           num_samples=num_samples, max_epochs=max_t, seed=seed, grace_period=arm.grace(max_t),
-                          reduction_factor=arm.reduction_factor,
+                          reduction_factor=arm.reduction_factor, rungs=arm.rungs,
                           n_startup_trials=None if arm.startup == "quarter" else int(arm.startup))
     storage = storage or optuna.storages.InMemoryStorage()
     sampler = make_sampler(config.sampler, seed, n_startup_trials(num_samples, config.n_startup_trials),

@@ -15,6 +15,14 @@ No decision depends on the order in which Tune tells the scheduler and the searc
 the trial's own value is never among the others, whether the searcher recorded it first or not,
 and a passed rung is this scheduler's own record. ``tests/test_schedulers.py`` plays both orders.
 
+A space may search the epochs themselves (each result's ``planned_epochs``, at most ``max_t``).
+With ``fractional`` rungs (the default of ``search.run``, ``--rungs fraction``) a trial that plans
+``P`` epochs meets the rung at milestone ``m`` at epoch ``ceil(m * P / max_t)``, and is compared
+with the other trials' values at the same fraction of their own epochs: a short trial is judged
+too, and a long one is not judged early in its schedule against short ones near the end of
+theirs. With rungs in epochs (Ray's, ``--rungs epochs``) every trial meets a rung at the same
+epoch. When every trial plans ``max_t`` epochs the two are the same rungs.
+
 It runs only the trials of a ``StudySearcher`` (their config names the study's trial), and
 decides on ``val_acc``, maximised: another searcher, metric or mode is refused in one line.
 """
@@ -28,7 +36,7 @@ import optuna
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from ..constants import METRIC, MODE
-from ..study import DIVERGED, EPOCH, StudyTrial, own_trials
+from ..study import DIVERGED, EPOCH, PLANNED_EPOCHS, StudyTrial, own_trials
 from .searcher import study_number
 
 PASSED_RUNGS = "asha_passed"  # a trial's user attribute: the rung epochs at which StudyASHA let it go on
@@ -42,15 +50,39 @@ def asha_rungs(max_epochs: int, grace_period: int | None, reduction_factor: floa
     return [m for m in (grace_period * reduction_factor ** k for k in range(count)) if m < max_epochs]
 
 
+EPOCHS_PARAM = "epochs"  # the RunConfig field that plans a trial's epochs when a space searches it
+
+
+def planned_epochs(params: dict, max_t: int) -> int:
+    """The epochs a trial of the study plans (its result's ``planned_epochs``): its own ``epochs`` if the space
+    searches them, at most ``max_t``."""
+    return min(int(params.get(EPOCHS_PARAM, max_t)), max_t)
+
+
+def rung_epochs(milestones: list[float], planned: int, max_t: int, fractional: bool) -> list[int | None]:
+    """The epoch at which a trial that plans ``planned`` epochs meets each milestone (None: never).
+
+    A rung is decided at the first epoch at or past its milestone, as Ray's bracket does. Rungs in
+    epochs are the same for every trial; ``fractional`` ones are at that fraction of the trial's
+    own epochs, and one at its last epoch decides nothing (the trial completes there).
+    """
+    if not fractional:
+        return [math.ceil(m) for m in milestones]
+    epochs = [math.ceil(m * planned / max_t - 1e-9) for m in milestones]
+    return [e if 1 <= e < planned else None for e in epochs]
+
+
 class StudyASHA(FIFOScheduler):
     """ASHA with one bracket, on Tune's public scheduler interface; FIFO's order of starting trials."""
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, *, max_t: int, grace_period: int,
-                 reduction_factor: float) -> None:
+                 reduction_factor: float, fractional: bool = False) -> None:
         super().__init__()
         self.study, self.storage, self.max_t, self.reduction_factor = study, storage, max_t, reduction_factor
-        # A rung is decided at the first epoch at or past its milestone, as Ray's bracket does.
-        self.rung_epochs = sorted({math.ceil(m) for m in asha_rungs(max_t, grace_period, reduction_factor)})
+        self.fractional = fractional
+        self.milestones = asha_rungs(max_t, grace_period, reduction_factor)
+        # The rungs of a trial that plans max_t epochs.
+        self.rung_epochs = sorted({e for e in rung_epochs(self.milestones, max_t, max_t, fractional) if e})
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
         """Tune passes TuneConfig's metric and mode: the rungs are the study's val_acc, maximised, and nothing else."""
@@ -71,19 +103,29 @@ class StudyASHA(FIFOScheduler):
             return TrialScheduler.CONTINUE  # a diverged trial ends itself
         if epoch >= self.max_t:
             return TrialScheduler.STOP
-        if epoch not in self.rung_epochs:
-            return TrialScheduler.CONTINUE
-        return self.decide(study_number(trial), epoch, result[METRIC])
+        planned = min(int(result.get(PLANNED_EPOCHS) or self.max_t), self.max_t)
+        for rung, at in enumerate(rung_epochs(self.milestones, planned, self.max_t, self.fractional)):
+            # A trial of few epochs may meet two milestones at one epoch: it must pass both.
+            if at == epoch and self.decide(study_number(trial), epoch, result[METRIC], rung) == TrialScheduler.STOP:
+                return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
 
-    def decide(self, number: int, epoch: int, value: float) -> str:
-        """STOP or CONTINUE for trial ``number`` reaching the rung at ``epoch`` with ``value``."""
+    def decide(self, number: int, epoch: int, value: float, rung: int | None = None) -> str:
+        """STOP or CONTINUE for trial ``number`` reaching rung ``rung`` (default: the one at ``epoch``) with ``value``.
+
+        The others' values at the rung are their intermediate values at their own epoch of it.
+        """
+        if rung is None:
+            rung = rung_epochs(self.milestones, self.max_t, self.max_t, self.fractional).index(epoch)
         others = []
         for t in own_trials(self.study):
             if t.number == number:
                 if epoch in t.user_attrs.get(PASSED_RUNGS, ()):
                     return TrialScheduler.CONTINUE  # it passed this rung before an interruption
-            elif t.intermediate_values.get(epoch) is not None:
-                others.append(t.intermediate_values[epoch])
+                continue
+            at = rung_epochs(self.milestones, planned_epochs(t.params, self.max_t), self.max_t, self.fractional)[rung]
+            if at is not None and t.intermediate_values.get(at) is not None:
+                others.append(t.intermediate_values[at])
         if others and value < np.nanpercentile(others, (1 - 1 / self.reduction_factor) * 100):
             return TrialScheduler.STOP
         trial = StudyTrial(self.storage, self.study, number)
@@ -91,4 +133,6 @@ class StudyASHA(FIFOScheduler):
         return TrialScheduler.CONTINUE
 
     def debug_string(self) -> str:
-        return f"StudyASHA: rungs at epochs {self.rung_epochs} of {self.max_t}, keeping the top 1/{self.reduction_factor:g}"
+        where = (f"at {', '.join(f'{m / self.max_t:.3g}' for m in self.milestones)} of each trial's epochs"
+                 if self.fractional else f"at epochs {self.rung_epochs} of {self.max_t}")
+        return f"StudyASHA: rungs {where}, keeping the top 1/{self.reduction_factor:g}"

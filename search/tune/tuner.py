@@ -30,11 +30,12 @@ def make_searcher(config: SearchConfig, study: optuna.Study, storage: optuna.sto
 
 def make_scheduler(config: SearchConfig, study: optuna.Study,
                    storage: optuna.storages.BaseStorage) -> StudyASHA | FIFOScheduler:
-    """ASHA on the study's curves; for ``--scheduler fifo``, every trial runs all ``--max-epochs``."""
+    """ASHA on the study's curves (rungs on each trial's planned epochs, ``--rungs``); for ``--scheduler fifo``,
+    every trial runs all ``--max-epochs``."""
     if config.scheduler != "asha":
         return FIFOScheduler()
     return StudyASHA(study, storage, max_t=config.max_epochs, grace_period=config.grace_period,
-                     reduction_factor=config.reduction_factor)
+                     reduction_factor=config.reduction_factor, fractional=config.rungs == "fraction")
 
 
 def make_tuner(config: SearchConfig, storage_path: str, trainable, searcher: StudySearcher, scheduler, *,
