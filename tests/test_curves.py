@@ -147,14 +147,16 @@ def test_nearest_curve_matches_categoricals_first_then_log_distance():
 
 # --- the simulator -------------------------------------------------------------------------
 
-def _table():
-    """Eight configs over a small space: lr decides the final accuracy, batch 64 learns slower."""
+def _table(seconds: dict | None = None):
+    """Eight configs over a small space: lr decides the final accuracy, batch 64 learns slower; ``seconds``: an
+    epoch's seconds per batch size."""
+    seconds = seconds or {32: 1.25, 64: 1.0}
     curves = []
     for i, lr in enumerate([0.002, 0.005, 0.01, 0.03, 0.08, 0.2, 0.5, 0.9]):
         for bs in (32, 64):
             peak = 0.9 - 0.5 * abs(math.log10(lr) - math.log10(0.08))
             acc = [round(peak * (1 - 0.6 ** e) * (0.8 if bs == 64 and e < 3 else 1.0), 4) for e in range(1, 5)]
-            curves.append(Curve(2 * i + (bs == 64), {"lr": lr, "batch_size": bs}, acc, [1.0 + 0.25 * (bs == 32)] * 4))
+            curves.append(Curve(2 * i + (bs == 64), {"lr": lr, "batch_size": bs}, acc, [seconds[bs]] * 4))
     return curves
 
 
@@ -252,6 +254,50 @@ def test_simulator_makes_the_same_decisions_as_ray_tune(tmp_path):
     assert len(real) == 8
     assert {s for _, s, _ in real} == {"COMPLETE", "PRUNED"}  # ASHA stopped some, others ran to the end
     assert real == simulated
+
+
+def _study_decisions(storage):
+    (study,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=study.study_name, storage=storage).trials
+    return [(t.params, t.state.name, sorted(t.intermediate_values)) for t in trials]
+
+
+@pytest.mark.slow
+def test_simulator_makes_the_same_decisions_as_ray_tune_with_two_workers(tmp_path):
+    """A real Tune run with two trials at once and the simulator at W = 2 propose the same configs, and the
+    scheduler decides the same at every result, in the same order. Epochs of batch 32 take 1.0 s, of batch 64
+    1.35 s, so that no two results of different trials come closer than 0.3 s (``min_gap``); the real run keeps
+    the simulated clock (``tests/_tuner_order.py``), so Tune's own overheads move no result past another."""
+    pytest.importorskip("ray")
+    from tests._tuner_order import decisions, min_gap, record_calls, run_tuner, schedule_of
+
+    lookup = NearestCurve(_table({32: 1.0, 64: 1.35}), DISTS)
+    sim_searcher, sim_scheduler, sim_storage = _search(tmp_path, "sim")
+    sim_calls = []
+    record_calls(sim_searcher, sim_scheduler, sim_calls)
+    sim = simulate(sim_searcher, sim_scheduler, lookup, num_samples=8, max_t=4, workers=2, max_concurrent=2)
+    assert min_gap(sim) == pytest.approx(0.3)
+    # Both workers busy from the start: the second trial starts at 0, not after the first.
+    assert [t.started for t in sim.trials[:2]] == [0.0, 0.0] and max(t.started for t in sim.trials) > 0
+
+    searcher, scheduler, storage = _search(tmp_path, "tune")
+    calls = run_tuner(tmp_path, searcher, scheduler, lookup, schedule_of(sim), num_samples=8, workers=2, unit=1.0)
+    assert _study_decisions(storage) == _study_decisions(sim_storage)
+    real = decisions(calls)
+    assert real == decisions(sim_calls)
+    # ASHA decided at both rungs (epochs 1 and 2), and stopped trials at each.
+    assert {(e, d) for _, e, d in real if e <= 2} == {(1, "CONTINUE"), (1, "STOP"), (2, "CONTINUE"), (2, "STOP")}
+    # The order the simulator follows is Tune's: the scheduler hears of a result before the searcher, which hears of
+    # it only if the trial goes on; the searcher hears of a trial's end before the callbacks do.
+    where = {(c.who, c.hook, c.trial_id, c.epoch): i for i, c in enumerate(calls)}
+    for (who, hook, trial, epoch), i in where.items():
+        if who == "searcher" and hook == "on_trial_result":
+            assert where["scheduler", "on_trial_result", trial, epoch] < i
+        if who == "callback" and hook == "on_trial_complete":
+            ended = [j for (w, h, t, _), j in where.items() if (w, h, t) == ("searcher", "on_trial_complete", trial)]
+            assert ended and max(ended) < i
+    stopped = [(c.trial_id, c.epoch) for c in calls if c.decision == "STOP"]
+    assert not any(("searcher", "on_trial_result", t, e) in where for t, e in stopped)
 
 
 # --- the shipped searcher and scheduler on slices of the two tables ------------------------
