@@ -18,6 +18,6 @@ The modules, one line each:
 - ``protocol.py``: the arms, seeds and budgets (in the table's resource: epochs or steps), and the summary over seeds.
 - ``optuna_arm.py``: plain Optuna (TPE and Hyperband pruner, ask and tell) on the simulated clock.
 - ``topk_arm.py``: the one-rung top-k baseline: every trial to one rung, the top k finished (arXiv 2307.15422).
-- ``stats.py``: regret, ranks, reach ratios and paired tests.
+- ``stats.py``: regret, ranks, reach ratios, paired tests and Holm's correction.
 - ``figure.py``: the figure: regret over trial-epochs and time, and average rank.
 """
