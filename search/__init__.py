@@ -17,6 +17,7 @@ The modules, one line each:
 - ``driver.py``: ``run_search``: the steps of a search, the resume checks (``check_resume``), then results,
   retrain and report.
 - ``study.py``: the Optuna study in ``OUT/study.db``, the search's only state: trial states, the best-trial rule.
+- ``state.py``: the search's record in its study (definition, data, end, wall time); the study opened read-only.
 - ``sampler.py``: TPE or random search, seeded per trial so that a resume draws what the interrupted search would.
 - ``plan.py``: the plan line before the first trial: trials, epochs, images and a measured time estimate.
 - ``deadline.py``: ``--time-budget``: stops the search while the retrain still fits; the retrain's share.
@@ -39,8 +40,15 @@ The modules, one line each:
 - ``tune/``: Ray Tune's side: the searcher, the ASHA scheduler, the trainable, callbacks, the ``Tuner``.
 """
 
-from .config import SearchConfig
-from .driver import run_search
-from .results import SearchResult
+import importlib
 
 __all__ = ["SearchConfig", "SearchResult", "run_search"]
+_HOMES = {"SearchConfig": ".config", "SearchResult": ".results", "run_search": ".driver"}
+
+
+def __getattr__(name: str):
+    # Imported when first used (PEP 562): ``python -m search.run`` takes SIGINT and SIGTERM before
+    # torch, Ray and Optuna load, which takes seconds (search/signals.py).
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

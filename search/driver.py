@@ -36,6 +36,7 @@ from .progress import format_duration, progress_callbacks
 from .ray_start import check_address, ray_session, resolve_gpus, trial_device, trial_slots
 from .results import SearchResult, print_summary, write_results
 from .sampler import make_sampler, n_startup_trials
+from . import signals
 from .signals import resume_line, say_once, stop_on_signals
 from .state import (CONFIG, FINISHED, INTERRUPTED, TIME_BUDGET_HIT, WALL_SECONDS, any_trial_started, inspect_study,
                     record_end, record_of, record_start, save_record)
@@ -60,10 +61,12 @@ def run_search(config: SearchConfig, *, resume: bool = False) -> SearchResult:
     created = [d for d in (out, *out.parents) if not d.exists()]  # out and the folders made for it
     out.mkdir(parents=True, exist_ok=True)
     # A search that loses the race for the lock cleans up nothing: the folder is the winner's.
-    with OutLock(out):
+    with OutLock(out), signals.phase(signals.restart_line):
         try:
             check_free_space(out, storage.local_folder(storage_path))
             check_resume(config, resume, out)
+            if resume:
+                signals.now(lambda name: resume_line(out, name))
             return _search(config, resume, out, storage_path)
         except Exception as e:
             if is_disk_full(e) and not isinstance(e, DiskFullError):
@@ -208,6 +211,7 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     startup = n_startup_trials(config.num_samples, config.n_startup_trials)
     study_storage = open_storage(out)
     study = create_study(study_storage, config.study_name, make_sampler(config.sampler, config.seed, startup))
+    signals.now(lambda name: resume_line(out, name))  # from here the study holds what a --resume continues
     t0 -= record_start(study, config.to_dict(), data.describe(), resume=resume, **extra)  # earlier runs' time
     if not resume:
         enqueue_recipes(study, setup.recipes, config.num_samples)
@@ -288,6 +292,7 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
                   f"{format_duration(left)} of --time-budget {config.time_budget} left{deadline.split_note()}",
                   file=sys.stderr)
 
+        signals.now(lambda name: signals.retrain_line(out, name))
         try:
             # On this machine the search's cores are all free now: the retrain takes them all (the
             # deadline's estimate, from one trial's speed, stays an upper bound). On a cluster it is a trial.
@@ -301,6 +306,7 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     if config.report:
         from .report import build_report
 
+        signals.now(lambda name: signals.report_line(out, name))
         print(f"  report: {build_report(out)}")
     return SearchResult.from_run(out)
 

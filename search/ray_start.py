@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 
+from . import signals
 from .disk import not_a_disk_full_traceback
 from .errors import SearchError
 
@@ -53,11 +55,19 @@ def init_ray(address: str | None, verbose: int) -> bool:
         logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(not_a_trial_that_never_reported)
     if address is None:
         kwargs.update(include_dashboard=False)
-    try:
-        ray.init(**kwargs)
-    except ConnectionError as e:
-        raise SearchError(f"--address {address}: cannot join the Ray cluster ({str(e).splitlines()[0]}); "
-                          "start one with `ray start --head` or check the address") from None
+    with signals.deferred():
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as e:
+            raise SearchError(f"--address {address}: cannot join the Ray cluster ({str(e).splitlines()[0]}); "
+                              "start one with `ray start --head` or check the address") from None
+        except SystemExit as e:
+            if e.code != signal.SIGTERM:
+                raise
+            signals.received(signal.SIGTERM)  # ray.init's own handler took it (sys.exit(SIGTERM)): it was ours
+        finally:
+            # ray.init sets its own SIGTERM handler, and Ray's core worker answers SIGTERM with a crash dump.
+            signals.reinstall()
     return True
 
 

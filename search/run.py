@@ -19,17 +19,9 @@ This is a thin shell over the Python API: ``run_search(SearchConfig(...))`` (``s
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
-from model.build import WeightsError
-from model.sources import DataError
-
 from . import signals
-from .cli import config_from_args, get_args_parser
-from .disk import DiskFullError
-from .driver import run_search
-from .errors import RetrainError, SearchError
 
 # A search still running this long after SIGINT or SIGTERM exits at once (search/signals.py says why):
 # within the 15 s a batch scheduler's grace period commonly gives.
@@ -39,9 +31,29 @@ HARD_EXIT_S = 10.0
 def main(args: argparse.Namespace) -> int:
     """0: done; 1: interrupted or out of disk space (resume it), or the retrain failed;
     2: bad input, nothing started."""
+    _take_signals()
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        signals.say_once(signals.interrupted_line())
+        return 1
+
+
+def _take_signals() -> None:
+    """From the first line to the last, SIGINT and SIGTERM end the command in one line, within HARD_EXIT_S."""
     signals.HARD_EXIT_S = HARD_EXIT_S
-    # Outside the Tune run (loading data, the retrain) SIGTERM ends the command as Ctrl-C does.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signals.install()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from model.build import WeightsError
+    from model.sources import DataError
+
+    from .cli import config_from_args
+    from .disk import DiskFullError
+    from .driver import run_search
+    from .errors import RetrainError, SearchError
+
     try:
         result = run_search(config_from_args(args), resume=args.resume)
     except (RetrainError, DiskFullError) as e:
@@ -50,12 +62,20 @@ def main(args: argparse.Namespace) -> int:
     except (SearchError, DataError, WeightsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; what was computed is kept: the same command with --resume continues a search, "
-              "python -m search.retrain OUT a retrain", file=sys.stderr)
-        return 1
     return 1 if result.interrupted else 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: signals are taken first, before torch, Ray and Optuna take seconds to import."""
+    _take_signals()
+    try:
+        from .cli import get_args_parser
+
+        return main(get_args_parser().parse_args(argv))
+    except KeyboardInterrupt:
+        signals.say_once(signals.interrupted_line())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    sys.exit(cli())

@@ -7,6 +7,7 @@ writes, never on sleeps.
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +102,82 @@ def test_a_signal_with_two_trials_running_loses_nothing_and_resumes_to_the_same_
     assert best_config(out) == best_config(uninterrupted)
     table = pd.read_csv(out / "trials.csv")
     assert len(table) == 4 and set(table["state"]) == {"COMPLETE"}
+
+
+def signal_at(argv, marker: str, signum, group=True, env=None):
+    """Run ``search.run argv``, send ``signum`` as soon as a line holding ``marker`` is printed, and wait.
+
+    Returns (exit code, seconds from the signal to the exit, everything printed). The signal
+    follows the line the process printed, never a sleep.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "search.run", *argv], cwd=ROOT, env=env or os.environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if marker in line:
+            break
+    else:
+        proc.wait()
+        pytest.fail(f"the command ended before {marker!r}: {''.join(lines)[-3000:]}")
+    signalled = time.monotonic()
+    os.killpg(proc.pid, signum) if group else os.kill(proc.pid, signum)
+    rest, _ = proc.communicate(timeout=120)
+    return proc.returncode, time.monotonic() - signalled, "".join(lines) + rest
+
+
+def one_error_line(printed: str) -> str:
+    said = [line for line in printed.splitlines() if line.startswith("error:")]
+    assert len(said) == 1, printed[-3000:]
+    assert "Traceback" not in printed and "SIGTERM received at time" not in printed, printed[-3000:]
+    return said[0]
+
+
+@pytest.mark.slow
+def test_a_signal_at_any_moment_of_start_up_ends_the_command_in_one_line_and_loses_nothing(
+        uninterrupted, image_folder, tmp_path):
+    """Issue 32: SIGINT was ignored in the first seconds and SIGTERM ended in Ray's crash dump (exit 134)."""
+    out = tmp_path / "smoke"
+    argv = [*SIGNALLED, "--data", str(image_folder), "--out", str(out)]
+    moments = [  # (the line the signal follows: the phase it lands in, the signal, to the group or the driver)
+        ("loading data", signal.SIGINT, True, "run the same command again"),  # data loading, Ray's start next
+        ("note: no GPU", signal.SIGTERM, False, "run the same command again"),  # Ray started: preflight, plan
+        ("plan:", signal.SIGINT, True, "--resume"),  # the study holds the recipes: Tune's start
+        ("plan:", signal.SIGTERM, True, "--resume"),
+    ]
+    for marker, signum, group, says in moments:
+        code, took, printed = signal_at(argv, marker, signum, group)
+        assert code == 1 and took < 15, (marker, signum, took, printed[-3000:])
+        line = one_error_line(printed)
+        assert f"({signal.Signals(signum).name})" in line and says in line, (marker, line)
+        # A later start is refused nothing: a study that started no trial starts afresh.
+        assert not (out / "study.db").exists() or "continue it" in line
+        shutil.rmtree(out, ignore_errors=True)
+
+    # A --resume is signalled in its start-up too, then resumed to the end: nothing was lost.
+    code, took, printed = signal_at(argv, "] trial ", signal.SIGTERM, True)  # the first trial's end
+    assert code == 1 and took < 15 and "--resume" in one_error_line(printed), printed[-3000:]
+    code, took, printed = signal_at([*argv, "--resume"], "loading data", signal.SIGINT, True)
+    assert code == 1 and took < 15 and "--resume" in one_error_line(printed), printed[-3000:]
+    resumed = run_search(*argv, "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert trials_of(out) == trials_of(uninterrupted)
+    assert best_config(out) == best_config(uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_signal_during_the_retrain_names_the_command_that_reruns_it(image_folder, tmp_path):
+    out = tmp_path / "smoke"
+    argv = [*SEARCH, "--data", str(image_folder), "--out", str(out), "--num-samples", "1", "--max-epochs", "1",
+            "--retrain-epochs", "50", "--no-report"]
+    code, took, printed = signal_at(argv, "retraining trial", signal.SIGTERM, True)
+    assert code == 1 and took < 15, (took, printed[-3000:])
+    line = one_error_line(printed)
+    assert "the retrain was interrupted (SIGTERM)" in line and f"python -m search.retrain {out}" in line, line
+    assert json.loads((out / "search.json").read_text())["completed"] == 1  # the search's results are intact
+    rerun = subprocess.run([sys.executable, "-m", "search.retrain", str(out), "--epochs", "1"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0 and (out / "best" / "metrics.json").is_file(), rerun.stderr[-3000:]
 
 
 @pytest.fixture
