@@ -14,6 +14,7 @@ BEST = "best"  # the best config and its retrain:
 BEST_CONFIG = "config.json"  # the search's best trial and its full RunConfig
 BEST_MODEL, BEST_METRICS, BEST_HISTORY = "model.pt", "metrics.json", "history.json"  # written by the retrain
 EXPERIMENT = "tune"  # Tune's runs of the search under the storage path (--out by default): trial logs, checkpoints
+KEPT_CHECKPOINTS = 2  # per trial: Tune's num_to_keep, and the checkpoints the study records for a resume
 
 
 def study_url(out: str | Path) -> str:

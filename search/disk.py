@@ -20,13 +20,14 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from .constants import KEPT_CHECKPOINTS
 from .errors import SearchError
 
 # Held back for the writes of a stopping search: study.db's journal, trials.csv, search.json, Tune's
 # last logs. Measured at a few hundred KB for 200 trials; 16 MB is ample.
 RESERVE_BYTES = 16 * 2**20
-# Tune keeps 2 checkpoints per trial and writes the third before deleting the oldest.
-CHECKPOINTS_IN_FLIGHT = 2
+# Tune keeps KEPT_CHECKPOINTS per trial and writes the next before deleting the oldest: that many more may land.
+CHECKPOINTS_IN_FLIGHT = KEPT_CHECKPOINTS
 
 
 class DiskFullError(SearchError):

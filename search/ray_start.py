@@ -41,6 +41,9 @@ def init_ray(address: str | None, verbose: int) -> bool:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # The driver handles SIGINT itself (search/signals.py), as it does SIGTERM: one path, one line.
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    # Tune's own experiment snapshot is never read (the study is the state), so its warning that
+    # short trials snapshot it often (3 lines each time) says nothing: 0 turns it off (Tune's own advice).
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return False
     # "local": a plain ray.init() would join any cluster this machine started earlier.

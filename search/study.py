@@ -8,8 +8,8 @@ A trial of the study is, in Optuna's states (changed only through the public ``S
 
 - WAITING: a recipe enqueued when the search was created, not yet handed to Tune.
 - RUNNING: handed to Tune and not finished. Its curve so far is its intermediate values (one per
-  epoch) and its newest whole checkpoint is ``user_attrs["checkpoint"]``: a resume continues it
-  from there, or from epoch 0 without one.
+  epoch) and its whole checkpoints, newest first, are ``user_attrs["checkpoints"]``: a resume
+  continues it from the newest that loads, or from epoch 0 without one.
 - COMPLETE: it ran all its epochs (``ran_all_epochs``); its value is its last epoch's val_acc.
 - PRUNED: ASHA stopped it, or ``--time-budget`` cut it (``stopped_by``); Optuna takes its value
   from its last epoch, and TPE reads it as a partial result.
@@ -38,7 +38,8 @@ DIVERGED = "diverged"
 
 # The study's user attributes of a trial, written by the searcher and read by everything else.
 RAY_TRIAL_ID = "ray_trial_id"  # the Tune trial that last ran it (a resumed trial gets a new one)
-CHECKPOINT = "checkpoint"  # URI of its newest whole checkpoint, on local or remote storage
+CHECKPOINTS = "checkpoints"  # URIs of its whole checkpoints Tune keeps, newest first, on local or remote storage
+OLD_CHECKPOINT = "checkpoint"  # the newest alone, as studies before "checkpoints" recorded it
 EPOCHS = "epochs"  # epochs it ran, the diverged one included
 WALL_SECONDS = "wall_seconds"  # Tune's time of its epochs, summed over the runs that trained it
 STARTED = "started"  # when its first epoch began (ISO time): the timeline's start, not when it was asked
@@ -120,6 +121,13 @@ def label(trial: optuna.trial.FrozenTrial) -> str | None:
     if trial.state == TrialState.FAIL:
         return FAILED
     return None
+
+
+def recorded_checkpoints(t: optuna.trial.FrozenTrial) -> list[str]:
+    """The URIs of the trial's whole checkpoints, newest first, as the study recorded them."""
+    if CHECKPOINTS in t.user_attrs:
+        return list(t.user_attrs[CHECKPOINTS])
+    return [t.user_attrs[OLD_CHECKPOINT]] if t.user_attrs.get(OLD_CHECKPOINT) else []
 
 
 def is_warm_start(t: optuna.trial.FrozenTrial) -> bool:

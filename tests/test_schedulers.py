@@ -80,18 +80,20 @@ def test_a_resumed_search_runs_its_unfinished_trials_first_from_their_checkpoint
     configs = {tid: first.suggest(tid) for tid in ("a", "b", "c")}
     assert trial_params(configs["a"]) == {"arch": "resnet20", "lr": 0.1, "batch_size": 64, "augment": "flip"}
     first.on_trial_result("a", result(1, 0.3))
-    first.record_checkpoint("a", "s3://bucket/run/tune/trial-0000-a/checkpoint_000000")
+    for k in range(3):  # the study keeps the newest two, as Tune does
+        first.record_checkpoint("a", f"s3://bucket/run/tune/trial-0000-a/checkpoint_00000{k}")
     first.on_trial_complete("b", result(4, 0.5))
     # The driver dies here: a has an epoch and a checkpoint, c was asked and never trained.
 
     study, resumed = open_search(tmp_path, num_samples=4)
     again = [resumed.suggest(tid) for tid in ("x", "y", "z")]
     assert [c[STUDY_TRIAL] for c in again[:2]] == [
-        {"number": 0, "checkpoint": "s3://bucket/run/tune/trial-0000-a/checkpoint_000000"},
-        {"number": 2, "checkpoint": None},
+        {"number": 0, "checkpoints": ["s3://bucket/run/tune/trial-0000-a/checkpoint_000002",
+                                      "s3://bucket/run/tune/trial-0000-a/checkpoint_000001"]},
+        {"number": 2, "checkpoints": []},
     ]
     assert trial_params(again[0]) == trial_params(configs["a"]) and trial_params(again[1]) == trial_params(configs["c"])
-    assert again[2][STUDY_TRIAL] == {"number": 3, "checkpoint": None}  # then the search goes on
+    assert again[2][STUDY_TRIAL] == {"number": 3, "checkpoints": []}  # then the search goes on
     assert resumed.suggest("w") == Searcher.FINISHED
     # The resumed trial reports its first epoch again (from its checkpoint it retrains none, but an
     # older one would): the study keeps what it had, and the curve goes on.

@@ -4,6 +4,7 @@ one used; the epochs trained again report what the uninterrupted trial reported,
 
 import shutil
 import types
+from pathlib import Path
 
 import pytest
 import ray
@@ -12,8 +13,10 @@ from ray import tune
 from model.checkpoint import CHECKPOINT_NAME
 from model.config import RunConfig
 from model.data import synthetic_cifar10
+from search.constants import KEPT_CHECKPOINTS
+from search.study import CHECKPOINTS
 from search.tune.searcher import STUDY_TRIAL
-from search.tune.trainable import train_trial
+from search.tune.trainable import kept_checkpoints, train_trial
 
 BASE = RunConfig(arch="resnet20", epochs=3, batch_size=50, augment="none", device="cpu", seed=3)
 
@@ -39,12 +42,12 @@ class FakeTune:
         return types.SimpleNamespace(get_trial_resources=lambda: resources)
 
 
-def run_trial(monkeypatch, fake, data, recorded=None):
+def run_trial(monkeypatch, fake, data, recorded=()):
     for name in ("get_checkpoint", "report", "get_context"):
         monkeypatch.setattr(tune, name, getattr(fake, name))
     monkeypatch.setattr(ray, "get_runtime_context", lambda: types.SimpleNamespace(get_node_id=lambda: "node"))
     monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "127.0.0.1")
-    train_trial({"lr": 0.05, STUDY_TRIAL: {"number": 0, "checkpoint": recorded}}, data, BASE)
+    train_trial({"lr": 0.05, STUDY_TRIAL: {"number": 0, CHECKPOINTS: list(recorded)}}, data, BASE)
     return [(r["epoch"], r["val_acc"]) for r in fake.reports]
 
 
@@ -68,8 +71,9 @@ def test_a_trial_resumes_from_its_newest_checkpoint_that_loads(damaged, source, 
     newest = str(storage / "checkpoint_000001")
     if source == "tune":  # Tune retries the trial in the same run, from its own checkpoint
         resumed = run_trial(monkeypatch, FakeTune(tmp_path / "retry", resume=tune.Checkpoint(newest)), data)
-    else:  # a resumed search: a new Tune trial, from the checkpoint the study recorded
-        resumed = run_trial(monkeypatch, FakeTune(tmp_path / "resumed"), data, recorded=newest)
+    else:  # a resumed search: a new Tune trial, from the checkpoints the study recorded, newest first
+        resumed = run_trial(monkeypatch, FakeTune(tmp_path / "resumed"), data,
+                            recorded=[newest, str(storage / "checkpoint_000000")])
 
     # The epochs after the checkpoint that loaded, with the values the uninterrupted trial had.
     assert resumed == whole[3 - len(resumed):] and len(resumed) == (2 if len(damaged) == 1 else 3)
@@ -79,3 +83,34 @@ def test_a_trial_resumes_from_its_newest_checkpoint_that_loads(damaged, source, 
         assert "damaged" in warning[0] and f"resuming from {storage / 'checkpoint_000000'} (epoch 1)" in warning[0]
     else:
         assert f"{storage / 'checkpoint_000000'}: " in warning[0] and "training it again from epoch 0" in warning[0]
+
+
+def three_checkpoints(config):
+    """A trainable reporting three epochs, each with a checkpoint, as ``train_trial`` does."""
+    import tempfile
+
+    for epoch in range(1, 4):
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "epoch.txt").write_text(str(epoch))
+            tune.report({"epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+@pytest.mark.slow
+def test_tunes_checkpoint_layout_is_what_a_retry_reads(tmp_path):
+    """The one read of Tune's folder layout (``kept_checkpoints``), pinned on the installed Ray: the older
+    checkpoint Tune keeps lies beside the newest, found in order by name. A Ray that changes it fails here."""
+    from importlib.metadata import requires
+
+    assert any(r.startswith("ray[tune]>=2.55,<3") or r.startswith("ray[tune]<3,>=2.55")
+               for r in requires("resnet-hpo")), "pyproject's Ray range changed: check the layout on both ends"
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        result = tune.Tuner(three_checkpoints, run_config=tune.RunConfig(
+            storage_path=str(tmp_path), name="layout",
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=KEPT_CHECKPOINTS))).fit()[0]
+    finally:
+        ray.shutdown()
+    kept = list(kept_checkpoints(result.checkpoint))
+    assert len(kept) == KEPT_CHECKPOINTS == 2
+    assert [Path(c.path).name for c in kept] == ["checkpoint_000002", "checkpoint_000001"]
+    assert [(Path(c.path) / "epoch.txt").read_text() for c in kept] == ["3", "2"]

@@ -20,7 +20,7 @@ import optuna
 from ray.tune.schedulers import TrialScheduler
 
 from search.constants import METRIC
-from search.study import DIVERGED, EPOCH, ran_all_epochs
+from search.study import CHECKPOINTS, DIVERGED, EPOCH, ran_all_epochs
 from search.tune.searcher import STUDY_TRIAL, study_number
 
 
@@ -35,7 +35,7 @@ class AskTellSearcher:
         trial = self.study.ask()
         self.space(trial)
         self.trials[trial_id] = trial
-        return {**trial.params, STUDY_TRIAL: {"number": trial.number, "checkpoint": None}}
+        return {**trial.params, STUDY_TRIAL: {"number": trial.number, CHECKPOINTS: []}}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Nothing: the scheduler's ``trial.report`` already gave the pruner the epoch."""

@@ -31,12 +31,14 @@ from ray.tune.search import Searcher
 
 from model.config import RunConfig
 
-from ..constants import METRIC, MODE
+from ..constants import KEPT_CHECKPOINTS, METRIC, MODE
 from ..errors import SearchError
-from ..study import (CHECKPOINT, DIVERGED, EPOCH, EPOCHS, FAIL_REASON, INVALID_SUGGESTION, NODE, NODE_IP,
-                     RAY_TRIAL_ID, STARTED, WALL_SECONDS, StudyTrial, outcome, own_trials, samples_taken)
+from ..study import (CHECKPOINTS, DIVERGED, EPOCH, EPOCHS, FAIL_REASON, INVALID_SUGGESTION, NODE, NODE_IP,
+                     RAY_TRIAL_ID, STARTED, WALL_SECONDS, StudyTrial, outcome, own_trials, recorded_checkpoints,
+                     samples_taken)
 
-STUDY_TRIAL = "study_trial"  # the config key of a Tune trial's trial of the study: {"number": N, "checkpoint": URI}
+# The config key of a Tune trial's trial of the study: {"number": N, "checkpoints": [URI, ...] newest first}.
+STUDY_TRIAL = "study_trial"
 MAX_BAD_SUGGESTIONS = 20  # in a row: the space is broken, not unlucky
 
 
@@ -81,7 +83,7 @@ class StudySearcher(Searcher):
         handed = {t.number for t in self._trials.values()}
         for t in trials:
             if t.state == TrialState.RUNNING and t.number not in handed:
-                return self._hand_out(trial_id, t.number, t.params, t.user_attrs.get(CHECKPOINT),
+                return self._hand_out(trial_id, t.number, t.params, recorded_checkpoints(t),
                                       set(t.intermediate_values))
         if samples_taken(trials) >= self.num_samples:
             return Searcher.FINISHED
@@ -94,7 +96,7 @@ class StudySearcher(Searcher):
             self._fail_suggestion(trial, e)
             return None  # Tune asks again: the next suggestion is a new trial of the study
         self._bad_in_a_row = 0
-        return self._hand_out(trial_id, trial.number, trial.params, None, set())
+        return self._hand_out(trial_id, trial.number, trial.params, [], set())
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._trials:
@@ -127,16 +129,18 @@ class StudySearcher(Searcher):
     # -- The study's side --------------------------------------------------------------------
 
     def record_checkpoint(self, trial_id: str, uri: str) -> None:
-        """The newest whole checkpoint of the trial Tune runs as ``trial_id``, for a resume to continue from."""
+        """A new whole checkpoint of the trial Tune runs as ``trial_id``, for a resume to continue from: the study
+        keeps the ``KEPT_CHECKPOINTS`` newest, as Tune does, so that a damaged newest one has a whole one behind it."""
         trial = self._trials.get(trial_id)
         if trial is not None:
-            trial.set_user_attr(CHECKPOINT, uri)
+            kept = [uri, *(u for u in trial.user_attrs.get(CHECKPOINTS, []) if u != uri)]
+            trial.set_user_attr(CHECKPOINTS, kept[:KEPT_CHECKPOINTS])
 
-    def _hand_out(self, trial_id: str, number: int, params: dict, checkpoint: str | None, steps: set[int]) -> dict:
+    def _hand_out(self, trial_id: str, number: int, params: dict, checkpoints: list[str], steps: set[int]) -> dict:
         trial = StudyTrial(self.storage, self.study, number)
         trial.set_user_attr(RAY_TRIAL_ID, trial_id)
         self._trials[trial_id], self._steps[trial_id] = trial, steps
-        return {**params, STUDY_TRIAL: {"number": trial.number, "checkpoint": checkpoint}}
+        return {**params, STUDY_TRIAL: {"number": trial.number, CHECKPOINTS: checkpoints}}
 
     def _forget(self, trial_id: str) -> None:
         self._trials.pop(trial_id, None)

@@ -1,8 +1,8 @@
 """The Tune trainable: one trial = one ``model.train.fit`` run, reported to Tune once per epoch with a checkpoint.
 
 A trial continues from the newest checkpoint that loads: Tune's own when Tune retries it in this
-run, else the one the study recorded for it (``--resume``), each with the older one Tune keeps
-beside it; without one it trains from epoch 0.
+run, with the older one Tune keeps beside it, else those the study recorded for it (``--resume``),
+newest first; without one it trains from epoch 0.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from model.data import CIFAR10Data
 from model.train import fit
 
 from ..config import trial_config
-from ..study import DIVERGED, NODE, NODE_IP, PLANNED_EPOCHS
+from ..study import CHECKPOINTS, DIVERGED, NODE, NODE_IP, PLANNED_EPOCHS
 from .searcher import STUDY_TRIAL, trial_params
 
 # Reported every epoch. Selection uses the validation metrics only: trials never see the test set.
@@ -45,8 +45,8 @@ def train_trial(config: dict, data: CIFAR10Data, base: RunConfig, weights_by_arc
         cfg.threads = max(1, int(resources.get("CPU", 1)))
     node = ray.get_runtime_context().get_node_id()
     node_ip = ray.util.get_node_ip_address()
-    recorded = (config.get(STUDY_TRIAL) or {}).get("checkpoint")
-    candidates = [tune.get_checkpoint(), tune.Checkpoint(recorded) if recorded else None]
+    recorded = (config.get(STUDY_TRIAL) or {}).get(CHECKPOINTS) or []
+    candidates = [*kept_checkpoints(tune.get_checkpoint()), *(tune.Checkpoint(uri) for uri in recorded)]
 
     with tempfile.TemporaryDirectory(prefix="trial-ckpt-") as ckpt_dir:
         def on_epoch(metrics: dict, written) -> None:
@@ -63,7 +63,13 @@ def train_trial(config: dict, data: CIFAR10Data, base: RunConfig, weights_by_arc
 
 
 def kept_checkpoints(checkpoint: tune.Checkpoint | None) -> Iterator[tune.Checkpoint]:
-    """``checkpoint``, then the older ones Tune keeps beside it (``num_to_keep``), newest first."""
+    """``checkpoint``, then the older ones Tune keeps beside it (``num_to_keep``), newest first.
+
+    The one read of Tune's folder layout (``checkpoint_<index>`` folders beside each other, in
+    order by name), for a retry within a Tune run, whose checkpoint Tune hands over alone; a
+    resume has the study's list instead. ``tests/test_trial_checkpoints.py`` pins the layout on
+    the Ray release installed (``ray[tune]>=2.55,<3``).
+    """
     if checkpoint is None:
         return
     yield checkpoint
@@ -78,15 +84,14 @@ def kept_checkpoints(checkpoint: tune.Checkpoint | None) -> Iterator[tune.Checkp
         yield tune.Checkpoint(path, filesystem=checkpoint.filesystem)
 
 
-def newest_loadable(checkpoints: list[tune.Checkpoint | None]) -> dict | None:
-    """The first of ``checkpoints``, or of the older ones kept beside each, that loads; a damaged one is skipped
-    with a line saying so.
+def newest_loadable(checkpoints: list[tune.Checkpoint]) -> dict | None:
+    """The first of ``checkpoints`` that loads; a damaged one is skipped with a line saying so.
 
     A trial killed while its storage was writing (a full disk, a node lost mid-upload) leaves a
     truncated newest checkpoint and a whole one before it: losing one epoch beats losing the trial.
     """
     damaged = []
-    for candidate in (kept for checkpoint in checkpoints for kept in kept_checkpoints(checkpoint)):
+    for candidate in checkpoints:
         try:
             with candidate.as_directory() as folder:
                 path = find_checkpoint(folder)

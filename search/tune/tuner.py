@@ -6,7 +6,7 @@ import optuna
 from ray.tune.schedulers import FIFOScheduler
 
 from ..config import SearchConfig
-from ..constants import EXPERIMENT, METRIC, MODE
+from ..constants import EXPERIMENT, KEPT_CHECKPOINTS, METRIC, MODE
 from .callbacks import RecordCheckpoints, StopSearch
 from .scheduler import StudyASHA
 from .searcher import StudySearcher, check_suggestion, study_number
@@ -72,7 +72,7 @@ def make_tuner(config: SearchConfig, storage_path: str, trainable, searcher: Stu
             storage_path=storage_path,
             stop=CombinedStopper(*stoppers) if stoppers else None,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=KEPT_CHECKPOINTS),
             progress_reporter=reporter,
             verbose=config.verbose,
             callbacks=[RecordCheckpoints(searcher, storage_path), *callbacks],
