@@ -79,7 +79,8 @@ def test_run_search_then_resume_retrain_and_report_from_the_saved_config(image_f
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
-    # Everything below reads the run folder alone.
+    # Everything below reads the run folder alone, and search.json is no part of it: the study is the search.
+    (out / "search.json").unlink(missing_ok=True)
     saved = SearchConfig.from_run(out)
     assert saved == dataclasses.replace(config, out=str(out.resolve()))
     result = run_search(saved, resume=True)
@@ -93,9 +94,18 @@ def test_run_search_then_resume_retrain_and_report_from_the_saved_config(image_f
     assert result.best_val_acc == max(t.value for t in complete) and result.test_acc is None
     assert result.best_config["epochs"] == 3 and result.best_config["lr"] == study.trials[result.best_trial].params["lr"]
 
+    searched = json.loads((out / "search.json").read_text())  # written again, from the study
+    assert searched["completed"] == len(complete) and searched["interrupted"] is False
+    (out / "search.json").unlink()  # a finished search without its summary: the retrain, report, warm start
+    assert SearchResult.from_run(out).config == saved and not SearchResult.from_run(out).interrupted
     metrics = retrain_run(out)
-    searched = json.loads((out / "search.json").read_text())
     assert metrics["data"] == searched["data"] and searched["data"]["seed"] == 1
     assert metrics["epochs"] == 3  # the saved --max-epochs
     assert f"{metrics['test_acc']:.4f}" in build_report(out).read_text()
     assert SearchResult.from_run(out).test_acc == metrics["test_acc"]
+    with pytest.raises(SearchError, match="is complete"):  # a --resume of it is refused, as with search.json
+        run_search(saved, resume=True)
+    warm = run_search(dataclasses.replace(saved, out=str(tmp_path / "warm"), warm_start=str(out), num_samples=1,
+                                          max_epochs=1))
+    assert json.loads((warm.out / "search.json").read_text())["warm_start_trials"] == len(
+        [t for t in study.trials if t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL])
