@@ -4,9 +4,11 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = ["--space", "smoke", "--val-size", "200", "--cpus-per-trial", "1", "--grace-period", "1",
@@ -42,3 +44,32 @@ def trial_rows(db) -> dict[int, tuple[str, int]]:
 def started_and_finished(db):
     """Trial states in study.db so far ({} before the search made its tables)."""
     return {n: state for n, (state, _) in trial_rows(db).items()}
+
+
+def signal_at(argv, marker: str, signum, group=True, env=None):
+    """Run ``search.run argv``, send ``signum`` as soon as a line holding ``marker`` is printed, and wait.
+
+    Returns (exit code, seconds from the signal to the exit, everything printed). The signal
+    follows the line the process printed, never a sleep.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "search.run", *argv], cwd=ROOT, env=env or os.environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if marker in line:
+            break
+    else:
+        proc.wait()
+        pytest.fail(f"the command ended before {marker!r}: {''.join(lines)[-3000:]}")
+    signalled = time.monotonic()
+    os.killpg(proc.pid, signum) if group else os.kill(proc.pid, signum)
+    rest, _ = proc.communicate(timeout=120)
+    return proc.returncode, time.monotonic() - signalled, "".join(lines) + rest
+
+
+def one_error_line(printed: str) -> str:
+    said = [line for line in printed.splitlines() if line.startswith("error:")]
+    assert len(said) == 1, printed[-3000:]
+    assert "Traceback" not in printed and "SIGTERM received at time" not in printed, printed[-3000:]
+    return said[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from optuna.trial import TrialState, create_trial
 
 from search.deadline import REPORT_MARGIN_S, RetrainDeadline, retrain_share
 from search.study import DIVERGED_RUN, FAIL_REASON, ORIGIN, WARM_START
-from tests._searches import ROOT, SEARCH, load_study
+from tests._searches import ROOT, SEARCH, load_study, signal_at
 
 
 def finish(study, state=TrialState.COMPLETE, **attrs):
@@ -161,6 +162,41 @@ def test_time_budget_keeps_time_for_the_retrain(image_folder, tmp_path):
     trials = load_study(out).trials
     assert len(trials) < 8  # trials not started were not run
     assert all(t.state.name == "PRUNED" for t in trials if t.user_attrs.get("stopped_by") == "time_budget")
+
+
+@pytest.mark.slow
+def test_a_resumed_search_under_a_time_budget_keeps_the_retrains_time_from_its_first_result(image_folder,
+                                                                                          tmp_path):
+    """Issue 32: the deadline ignored the trials that completed before the interruption. A resume that
+    completed none of its own ran on to Tune's cap, and the retrain then trained past the budget."""
+    out = tmp_path / "budget"
+    flags = [*SEARCH, "--data", str(image_folder), "--out", str(out), "--num-samples", "3", "--max-epochs", "3",
+             "--scheduler", "fifo", "--max-concurrent", "1", "--no-report"]
+    # The first run completes trial 0 and is stopped as trial 1 trains (a signal, as after a Ctrl-C).
+    code, _, printed = signal_at([*flags, "--no-retrain"], "] trial 0 complete", signal.SIGTERM)
+    assert code == 1 and "--resume" in printed, printed[-3000:]
+    # The resume: 400 retrain epochs of 1,200 images cannot fit in 2 minutes, so only the retrain fits from
+    # the first result on. The config to retrain is trial 0's, from before the interruption.
+    proc = subprocess.Popen([sys.executable, "-m", "search.run", *flags, "--resume", "--time-budget", "2m",
+                             "--retrain-epochs", "400"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stderr:  # the search's results are written before this note; the retrain follows
+            lines.append(line)
+            if line.startswith("note: the retrain of 400 epochs should take about"):
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    assert lines and "of --time-budget 2m left" in lines[-1], "".join(lines)[-3000:]
+    trials = {t.number: t for t in load_study(out).trials}
+    assert trials[0].state.name == "COMPLETE"
+    # Stopped at the resumed run's first result: no trial of its own completed, the rest were cut by the budget.
+    assert all(t.state.name == "PRUNED" and t.user_attrs.get("stopped_by") == "time_budget" and
+               len(t.intermediate_values) < 3 for n, t in trials.items() if n > 0), {
+        n: (t.state.name, len(t.intermediate_values)) for n, t in trials.items()}
+    assert json.loads((out / "search.json").read_text())["time_budget_hit"] is True
 
 
 def test_resume_of_a_complete_search_is_refused_and_changes_nothing(tmp_path):

@@ -20,7 +20,7 @@ import pytest
 from search.cli import get_args_parser
 from search.run import main
 from tests._mounts import tmpfs
-from tests._searches import ROOT, SEARCH, load_study, run_search, trial_rows
+from tests._searches import ROOT, SEARCH, load_study, one_error_line, run_search, signal_at, trial_rows
 
 # Two trials at once, FIFO, and TPE's random start as long as the search: trial N's config is then a
 # function of the seed and N alone (search/sampler.py), whatever order trials finish in, so an
@@ -104,35 +104,6 @@ def test_a_signal_with_two_trials_running_loses_nothing_and_resumes_to_the_same_
     assert best_config(out) == best_config(uninterrupted)
     table = pd.read_csv(out / "trials.csv")
     assert len(table) == 4 and set(table["state"]) == {"COMPLETE"}
-
-
-def signal_at(argv, marker: str, signum, group=True, env=None):
-    """Run ``search.run argv``, send ``signum`` as soon as a line holding ``marker`` is printed, and wait.
-
-    Returns (exit code, seconds from the signal to the exit, everything printed). The signal
-    follows the line the process printed, never a sleep.
-    """
-    proc = subprocess.Popen([sys.executable, "-m", "search.run", *argv], cwd=ROOT, env=env or os.environ,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if marker in line:
-            break
-    else:
-        proc.wait()
-        pytest.fail(f"the command ended before {marker!r}: {''.join(lines)[-3000:]}")
-    signalled = time.monotonic()
-    os.killpg(proc.pid, signum) if group else os.kill(proc.pid, signum)
-    rest, _ = proc.communicate(timeout=120)
-    return proc.returncode, time.monotonic() - signalled, "".join(lines) + rest
-
-
-def one_error_line(printed: str) -> str:
-    said = [line for line in printed.splitlines() if line.startswith("error:")]
-    assert len(said) == 1, printed[-3000:]
-    assert "Traceback" not in printed and "SIGTERM received at time" not in printed, printed[-3000:]
-    return said[0]
 
 
 @pytest.mark.slow
