@@ -83,8 +83,10 @@ class SearchConfig(DataConfig):
     full_space: bool = setting(False, "search the space as written: no budget rules (by default choices that cannot "
                                       "pay off in --max-epochs on this data are dropped, and the recipe fits the "
                                       "budget; see spaces/budget.py)")
-    warm_start: str | None = setting(None, "an earlier search's --out of the same space: its finished trials inform "
-                                           "the sampler (they do not count against --num-samples)", metavar="RUN_DIR")
+    warm_start: str | None = setting(None, "an earlier search's --out (a cheaper one: fewer epochs, a subset, other "
+                                           "--choices): its finished trials, mapped into this space, inform the "
+                                           "sampler (they do not count against --num-samples)",
+                                     metavar="RUN_DIR")
     # The budget, and how it is spent
     num_samples: int = setting(32, "trials in total; --resume runs until this many exist and refuses "
                                      "another value")

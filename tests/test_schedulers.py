@@ -302,3 +302,25 @@ def test_rungs_on_the_fraction_of_each_trials_planned_epochs(tmp_path, fractiona
     planned = study.trials[other.config[STUDY_TRIAL]["number"]].params["epochs"]
     assert resumed.on_trial_result(None, other, result(-(-planned // 2), 0.59, planned_epochs=planned)) \
         == TrialScheduler.CONTINUE
+
+
+def short_epochs_space(trial):
+    trial.suggest_int("epochs", 1, 9)
+    trial.suggest_float("lr", 1e-3, 1.0, log=True)
+
+
+def test_a_short_trial_meeting_two_rungs_at_one_epoch_must_pass_both(tmp_path):
+    # max_t 9, grace 1, R 3: rungs at 1/9 and 3/9 of each trial's epochs; a 2-epoch trial meets both at epoch 1.
+    storage = open_storage(tmp_path)
+    study = create_study(storage, "short_epochs_space", make_sampler("random", 0, 4))
+    for e in (9, 9, 2):
+        study.enqueue_trial({"epochs": e, "lr": 0.1})
+    searcher = StudySearcher(study, storage, short_epochs_space, num_samples=10, max_t=9)
+    asha = StudyASHA(study, storage, max_t=9, grace_period=1, reduction_factor=3, fractional=True)
+    a, b, c = (fake_trial(searcher.suggest(f"t{i}")[STUDY_TRIAL]["number"]) for i in range(3))
+    for trial, epoch, acc in ((a, 1, 0.5), (a, 3, 0.9), (b, 1, 0.6), (b, 3, 0.95)):
+        res = result(epoch, acc, planned_epochs=9)
+        assert asha.on_trial_result(None, trial, dict(res)) == TrialScheduler.CONTINUE
+        searcher.on_trial_result(trial.trial_id, res)
+    # 0.7 passes the first rung ([0.5, 0.6]: cutoff 0.567) but not the second ([0.9, 0.95]: 0.933).
+    assert asha.on_trial_result(None, c, result(1, 0.7, planned_epochs=2)) == TrialScheduler.STOP

@@ -39,7 +39,7 @@ from ..constants import METRIC, MODE
 from ..study import DIVERGED, EPOCH, PLANNED_EPOCHS, StudyTrial, own_trials
 from .searcher import study_number
 
-PASSED_RUNGS = "asha_passed"  # a trial's user attribute: the rung epochs at which StudyASHA let it go on
+PASSED_RUNGS = "asha_passed"  # a trial's user attribute: the rungs (0 = the first) at which StudyASHA let it go on
 
 
 def asha_rungs(max_epochs: int, grace_period: int | None, reduction_factor: float | None) -> list[float]:
@@ -120,7 +120,7 @@ class StudyASHA(FIFOScheduler):
         others = []
         for t in own_trials(self.study):
             if t.number == number:
-                if epoch in t.user_attrs.get(PASSED_RUNGS, ()):
+                if rung in t.user_attrs.get(PASSED_RUNGS, ()):
                     return TrialScheduler.CONTINUE  # it passed this rung before an interruption
                 continue
             at = rung_epochs(self.milestones, planned_epochs(t.params, self.max_t), self.max_t, self.fractional)[rung]
@@ -129,7 +129,8 @@ class StudyASHA(FIFOScheduler):
         if others and value < np.nanpercentile(others, (1 - 1 / self.reduction_factor) * 100):
             return TrialScheduler.STOP
         trial = StudyTrial(self.storage, self.study, number)
-        trial.set_user_attr(PASSED_RUNGS, sorted({*trial.user_attrs.get(PASSED_RUNGS, ()), epoch}))
+        # By rung, not epoch: a short trial may meet two rungs at one epoch, and must pass both.
+        trial.set_user_attr(PASSED_RUNGS, sorted({*trial.user_attrs.get(PASSED_RUNGS, ()), rung}))
         return TrialScheduler.CONTINUE
 
     def debug_string(self) -> str:
