@@ -39,7 +39,7 @@ from .sampler import make_sampler, n_startup_trials
 from . import signals
 from .signals import resume_line, say_once, stop_on_signals
 from .state import (CONFIG, FINISHED, INTERRUPTED, TIME_BUDGET_HIT, WALL_SECONDS, any_trial_started, inspect_study,
-                    record_end, record_of, record_start, save_record)
+                    read_record, record_end, record_start, save_record)
 from .study import (ERROR, FAIL_REASON, count_trials, create_study, enqueue_recipes, open_storage, own_trials,
                     prune_cut_by_budget)
 from .warm_start import WarmStart, load_warm_trials
@@ -99,11 +99,11 @@ def check_resume(config: SearchConfig, resume: bool, out: Path) -> None:
     if study is None:
         raise SearchError(f"--resume: {out} holds no search to resume (no {STUDY_DB}, or one that started no "
                           "trial); run without --resume to start a new search")
-    record = record_of(study)
+    record = read_record(out) or {}  # a search from before the record moved into the study: its search.json
     if CONFIG not in record:
-        raise SearchError(f"--resume: {out / STUDY_DB} does not say how its search was defined (it predates the "
-                          "search's record in the study, or is not this project's); start a new search that learns "
-                          f"from it: --warm-start {out} --out NEW_FOLDER")
+        raise SearchError(f"--resume: {out / STUDY_DB} does not say how its search was defined (no record in the "
+                          "study, no search.json beside it); start a new search that learns from it: "
+                          f"--warm-start {out} --out NEW_FOLDER")
     changed = config.changed_flags(SearchConfig.from_dict(record[CONFIG]))
     if changed:
         raise SearchError(f"--resume continues the search as it was defined; these flags differ: "
