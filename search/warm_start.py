@@ -28,13 +28,14 @@ from .errors import SearchError
 from .results import read_summary
 from .study import EPOCHS, ORIGIN, WARM_START
 
-# How an earlier result enters the new study, by name (FIDELITY). "lower_rung": a result at a lower
-# fidelity than this search's (fewer --max-epochs, other data) enters as a PRUNED trial with its
-# curve, as ASHA's stops do: Optuna's TPE ranks every COMPLETE trial above every PRUNED one, and
-# PRUNED ones by the epoch they reached, then by their value there. So a 2-epoch accuracy never
-# outranks a result this search measured further, and it steers TPE while this search has few
-# results of its own. A result at this search's fidelity stays as it was. "as_is": as they were.
-DEFAULT_FIDELITY = "lower_rung"
+# How an earlier result enters the new study, by name (FIDELITY). "as_is": as the earlier search recorded
+# it. "lower_rung": a result at a lower fidelity than this search's (fewer --max-epochs, other data)
+# enters as a PRUNED trial with its curve, as ASHA's stops do (Optuna's TPE ranks every COMPLETE trial
+# above every PRUNED one, and PRUNED ones by the epoch they reached); a result at this search's fidelity
+# stays as it was. The default is measured (issue 34, benchmarks/README.md "Warm start from a cheaper
+# search"): warm-started from a cheap search of short runs, as_is ended with a lower mean regret than
+# lower_rung at every setting, significantly on DeBERTa; neither beat a cold start (docs/warm-start.md).
+DEFAULT_FIDELITY = "as_is"
 
 
 def _as_is(t: optuna.trial.FrozenTrial, same_fidelity: bool) -> tuple[TrialState, float | None]:
@@ -62,7 +63,8 @@ class Mapping:
 
 
 def map_trials(trials: list[optuna.trial.FrozenTrial], space, fills: dict | None = None, *,
-               same_fidelity: bool = True, fidelity: str = DEFAULT_FIDELITY, source: str = "") -> Mapping:
+               same_fidelity: bool = True, fidelity: str = DEFAULT_FIDELITY, source: str = "",
+               always: frozenset | None = None) -> Mapping:
     """``trials`` replayed through ``space``: each keeps the values the space holds, with its distributions.
 
     A value the space cannot hold (a narrowed choice, a number out of range), or a parameter the
@@ -70,8 +72,11 @@ def map_trials(trials: list[optuna.trial.FrozenTrial], space, fills: dict | None
     asks it only on some branches, and drops the trial when the space always asks it: multivariate
     TPE models only the parameters every trial holds, so one trial without it would take it out of
     the model for every trial. A parameter the space no longer asks is left out.
+
+    ``always``: the parameters ``space`` asks on every branch; by default ``inspect_space``'s, which
+    takes only RunConfig fields (the curve benchmark passes a recorded table's own box).
     """
-    always = inspect_space(space).always
+    always = inspect_space(space).always if always is None else always
     rule = FIDELITY[fidelity]
     mapping = Mapping()
     for t in trials:

@@ -1,7 +1,7 @@
 """Search quality on recorded learning curves: record a table once, then replay many searches on a simulated clock.
 
-``python -m benchmarks.curves record|simulate|report|merge``; the protocol and its results: ``benchmarks/README.md``,
-"Search quality on recorded curves".
+``python -m benchmarks.curves record|simulate|report|merge|warmstart``; the protocol and its results:
+``benchmarks/README.md``, "Search quality on recorded curves".
 
 The modules, one line each:
 
@@ -18,6 +18,7 @@ The modules, one line each:
 - ``protocol.py``: the arms, seeds and budgets (in the table's resource: epochs or steps), and the summary over seeds.
 - ``optuna_arm.py``: plain Optuna (TPE and Hyperband pruner, ask and tell) on the simulated clock.
 - ``topk_arm.py``: the one-rung top-k baseline: every trial to one rung, the top k finished (arXiv 2307.15422).
+- ``warm.py``: issue 34's warm start: a cheap search of short runs, mapped in by the shipped ``--warm-start`` code.
 - ``stats.py``: regret, ranks, reach ratios, paired tests and Holm's correction.
 - ``figure.py``: the figure: regret over trial-epochs and time, and average rank.
 """

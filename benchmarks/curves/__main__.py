@@ -1,4 +1,4 @@
-"""``python -m benchmarks.curves record|simulate|report``: record learning curves once, replay searches on them.
+"""``python -m benchmarks.curves record|simulate|report|merge|warmstart``: record curves once, replay searches on them.
 
 ``simulate`` runs every arm for every seed, budget, worker count and mode on each table (any
 format ``formats.py`` knows, told by content: the project's CSV, opda's epoch or step ``.jsonl``),
@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from benchmarks.curves import formats, modes, protocol, record, stats, testbed
+from benchmarks.curves import formats, modes, protocol, record, stats, testbed, warm
 
 CIFAR_TABLE = "benchmarks/curves/scratch-resnet20.csv"
 OPDA_TABLE = "../shared/data/opda-alexnet/alexnet_tuning.results.jsonl"
@@ -352,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     record.add_args(sub.add_parser("record", help="train configs of a space and save their curves"))
+    warm.add_args(sub.add_parser("warmstart", help="issue 34: a warm start from a cheaper search against a cold "
+                                 "start (warm.py)"), [OPDA_TABLE, DEBERTA_TABLE])
     sim = sub.add_parser("simulate", help="replay searches on recorded tables")
     sim.add_argument("--tables", nargs="+", default=[CIFAR_TABLE, OPDA_TABLE, DEBERTA_TABLE],
                      help="tables of any known format, told by content (formats.py): the project's learning-curve "
@@ -404,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "record":
         return record.record(args)
+    if args.command == "warmstart":
+        return warm.main(args)
     if args.command == "report":
         return report_cmd(args)
     if args.command == "merge":
