@@ -21,6 +21,7 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
+import sqlalchemy.pool
 
 from .constants import SEARCH_JSON, STUDY_DB
 from .errors import SearchError
@@ -83,7 +84,8 @@ def inspect_study(out: str | Path) -> optuna.Study | None:
     if not db.is_file():
         return None
     try:
-        storage = optuna.storages.RDBStorage(_readonly_url(db))
+        # No pool: each read closes its connection, so an inspection holds no file open afterwards.
+        storage = optuna.storages.RDBStorage(_readonly_url(db), engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
         names = optuna.study.get_all_study_names(storage)
     except (sqlalchemy.exc.OperationalError, sqlite3.OperationalError):
         return None  # its tables not created yet (a read-only open cannot create them): Optuna died creating it

@@ -258,16 +258,14 @@ def test_a_search_that_died_before_its_first_trial_starts_again(tmp_path, image_
 
 @pytest.fixture
 def damaged_copy(uninterrupted, tmp_path):
-    """A copy of a finished search's folder, to damage, made to look interrupted (``finished`` None, as a
-    search killed mid-way leaves it): ``--resume`` refuses a finished search before it reads any state."""
-    import shutil
-
+    """A copy of a finished search's folder, to damage, made to look interrupted (``finished`` None in its
+    study, as a search killed mid-way leaves it): ``--resume`` refuses a finished search before it reads any state."""
     from search.config import SearchConfig
+    from search.state import FINISHED, save_record
 
     out = tmp_path / "copy"
     shutil.copytree(uninterrupted, out)
-    summary = json.loads((out / "search.json").read_text())
-    (out / "search.json").write_text(json.dumps({**summary, "finished": None}))
+    save_record(load_study(out), **{FINISHED: None})
     return SearchConfig.from_run(out), out
 
 
