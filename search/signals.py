@@ -34,7 +34,8 @@ HARD_EXIT_S: float | None = None  # set by ``python -m search.run``: the most se
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _said: list[str] = []  # the line printed for the interruption, once
-_state: dict = {"installed": False, "line": None, "stop": None, "signalled": None, "pending": None, "defer": False}
+_state: dict = {"installed": False, "line": None, "stop": None, "signalled": None, "pending": None, "defer": False,
+                "watchdog": None}
 
 
 def say_once(line: str) -> None:
@@ -84,7 +85,7 @@ def _handler(signum, frame) -> None:
     _state["signalled"] = name
     line = _state["line"](name) if _state["line"] else restart_line(name)
     _state["pending"] = line
-    if HARD_EXIT_S is not None and _state.get("watchdog") is None:
+    if HARD_EXIT_S is not None and _state["watchdog"] is None:
         timer = threading.Timer(HARD_EXIT_S, _exit_now, args=(line,))
         timer.daemon = True
         timer.start()
@@ -101,7 +102,7 @@ def install() -> None:
         signal.signal(s, _handler)
     _state["installed"] = True
     _said.clear()
-    if HARD_EXIT_S is not None and _state.get("watchdog") is None:
+    if HARD_EXIT_S is not None and _state["watchdog"] is None:
         _start_watchdog()
 
 
