@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import urllib.parse
 from pathlib import Path
 
@@ -87,9 +86,9 @@ def inspect_study(out: str | Path) -> optuna.Study | None:
         # No pool: each read closes its connection, so an inspection holds no file open afterwards.
         storage = optuna.storages.RDBStorage(_readonly_url(db), engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
         names = optuna.study.get_all_study_names(storage)
-    except (sqlalchemy.exc.OperationalError, sqlite3.OperationalError):
+    except sqlalchemy.exc.OperationalError:  # SQLAlchemy wraps the driver's errors
         return None  # its tables not created yet (a read-only open cannot create them): Optuna died creating it
-    except (sqlalchemy.exc.DatabaseError, sqlite3.DatabaseError) as e:
+    except sqlalchemy.exc.DatabaseError as e:
         raise SearchError(f"{db} is not an Optuna study ({str(e).splitlines()[0]}); choose another --out") from None
     if not names:
         return None

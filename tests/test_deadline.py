@@ -138,24 +138,30 @@ def test_a_resumed_search_counts_the_trials_completed_before_its_interruption():
     assert stop.completed and stop.stop_all()
 
 
+def stderr_until_the_retrain_note(argv, epochs: int) -> list[str]:
+    """Run ``search.run argv`` and return its stderr up to the retrain's note, then kill it (the retrain follows)."""
+    proc = subprocess.Popen([sys.executable, "-m", "search.run", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stderr:  # the search's results are written before this note
+            lines.append(line)
+            if line.startswith(f"note: the retrain of {epochs} epochs should take about"):
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    return lines
+
+
 @pytest.mark.slow
 def test_time_budget_keeps_time_for_the_retrain(image_folder, tmp_path):
     out = tmp_path / "budget"
     # 800 training + 200 validation images x 300 retrain epochs cannot fit in 2 minutes on any
     # machine, so the search stops as soon as one trial has run both epochs, and says so.
-    proc = subprocess.Popen([sys.executable, "-m", "search.run", *SEARCH, "--data", str(image_folder), "--out",
-                             str(out), "--num-samples", "8", "--max-epochs", "2", "--retrain-epochs", "300",
-                             "--time-budget", "2m", "--no-report"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        lines = []
-        for line in proc.stderr:  # the search's results are written before this note; the retrain follows
-            lines.append(line)
-            if line.startswith("note: the retrain of 300 epochs should take about"):
-                break
-    finally:
-        proc.kill()
-        proc.wait()
+    lines = stderr_until_the_retrain_note([*SEARCH, "--data", str(image_folder), "--out", str(out), "--num-samples",
+                                           "8", "--max-epochs", "2", "--retrain-epochs", "300", "--time-budget", "2m",
+                                           "--no-report"], epochs=300)
     assert lines and "of --time-budget 2m left" in lines[-1], "".join(lines)[-3000:]
     summary = json.loads((out / "search.json").read_text())
     assert summary["time_budget_hit"] is True and summary["completed"] >= 1
@@ -177,18 +183,8 @@ def test_a_resumed_search_under_a_time_budget_keeps_the_retrains_time_from_its_f
     assert code == 1 and "--resume" in printed, printed[-3000:]
     # The resume: 400 retrain epochs of 1,200 images cannot fit in 2 minutes, so only the retrain fits from
     # the first result on. The config to retrain is trial 0's, from before the interruption.
-    proc = subprocess.Popen([sys.executable, "-m", "search.run", *flags, "--resume", "--time-budget", "2m",
-                             "--retrain-epochs", "400"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        lines = []
-        for line in proc.stderr:  # the search's results are written before this note; the retrain follows
-            lines.append(line)
-            if line.startswith("note: the retrain of 400 epochs should take about"):
-                break
-    finally:
-        proc.kill()
-        proc.wait()
+    lines = stderr_until_the_retrain_note([*flags, "--resume", "--time-budget", "2m", "--retrain-epochs", "400"],
+                                          epochs=400)
     assert lines and "of --time-budget 2m left" in lines[-1], "".join(lines)[-3000:]
     trials = {t.number: t for t in load_study(out).trials}
     assert trials[0].state.name == "COMPLETE"
