@@ -84,11 +84,7 @@ def _handler(signum, frame) -> None:
         raise KeyboardInterrupt  # a second signal: now
     _state["signalled"] = name
     line = _state["line"](name) if _state["line"] else restart_line(name)
-    _state["pending"] = line
-    if HARD_EXIT_S is not None and _state["watchdog"] is None:
-        timer = threading.Timer(HARD_EXIT_S, _exit_now, args=(line,))
-        timer.daemon = True
-        timer.start()
+    _state["pending"] = line  # the hard exit, when HARD_EXIT_S is set, is the watchdog's (install)
     if _state["stop"] is not None:
         _state["stop"].request(name)  # the Tune run ends at its next step; the driver says the line
         return
