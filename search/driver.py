@@ -216,7 +216,7 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     if not resume:
         enqueue_recipes(study, setup.recipes, config.num_samples)
         if warm is not None:
-            warm.add_to(study)
+            warm.add_to(study, room=max(0, config.num_samples - len(setup.recipes)))
     slots = trial_slots(resources, config.cpus_per_trial, gpus, config.max_concurrent)
     cost = estimate(config, setup, base, weights_by_arch, pretrained, gpus, slots,
                     trials=config.num_samples - count_trials(study).finished)

@@ -33,6 +33,7 @@ from .constants import METRIC, study_url
 # run is not Tune's training_iteration 1), the epochs it is to run, its val_acc, and whether the loss
 # went non-finite.
 EPOCH = "epoch"
+EPOCHS_PARAM = "epochs"  # the RunConfig field that plans a trial's epochs when a space searches it
 PLANNED_EPOCHS = "planned_epochs"  # --max-epochs for this project's trials; a space that searches epochs, its own
 DIVERGED = "diverged"
 

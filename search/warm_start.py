@@ -11,6 +11,7 @@ never reads them, and they are never the new search's best config.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,29 +27,52 @@ from .config import SearchConfig
 from .constants import STUDY_DB, study_url
 from .errors import SearchError
 from .results import read_summary
-from .study import EPOCHS, ORIGIN, WARM_START
+from .study import EPOCHS, EPOCHS_PARAM, ORIGIN, WARM_START
 
-# How an earlier result enters the new study, by name (FIDELITY). "as_is": as the earlier search recorded
-# it. "lower_rung": a result at a lower fidelity than this search's (fewer --max-epochs, other data)
-# enters as a PRUNED trial with its curve, as ASHA's stops do (Optuna's TPE ranks every COMPLETE trial
-# above every PRUNED one, and PRUNED ones by the epoch they reached); a result at this search's fidelity
-# stays as it was. The default is measured (issue 34, benchmarks/README.md "Warm start from a cheaper
-# search"): warm-started from a cheap search of short runs, as_is ended with a lower mean regret than
-# lower_rung at every setting, significantly on DeBERTa; neither beat a cold start (docs/warm-start.md).
-DEFAULT_FIDELITY = "as_is"
-
-
-def _as_is(t: optuna.trial.FrozenTrial, same_fidelity: bool) -> tuple[TrialState, float | None]:
-    return t.state, t.value
-
-
-def _lower_rung(t: optuna.trial.FrozenTrial, same_fidelity: bool) -> tuple[TrialState, float | None]:
-    if same_fidelity or t.state != TrialState.COMPLETE:
-        return t.state, t.value
-    return TrialState.PRUNED, t.value  # Optuna's value of a PRUNED trial: its last epoch's, as a COMPLETE one's
+# How an earlier result enters the new study, by name (FIDELITY); each rule takes the mapped trials as the
+# earlier search recorded them and returns the trials to add and the configs to enqueue.
+# "as_is": every result as the earlier search recorded it, in TPE's model.
+# "lower_rung": a result at a lower fidelity than this search's (fewer --max-epochs, other data) enters as a
+# PRUNED trial with its curve, as ASHA's stops do (Optuna's TPE ranks every COMPLETE trial above every PRUNED
+# one, and PRUNED ones by the epoch they reached); a result at this search's fidelity stays as it was.
+# "top_k": a lower-fidelity result is a prior only. No such result enters TPE's model; the earlier search's
+# k best configs are this search's first trials, run again at this search's fidelity, their run length (the
+# parameter that sets a trial's epochs) left to the sampler. Results at this search's fidelity enter as_is. The default is measured (issue 34, benchmarks/README.md "Warm start
+# from a cheaper search", and docs/warm-start.md).
+DEFAULT_FIDELITY = "top_k"
 
 
-FIDELITY = {"as_is": _as_is, "lower_rung": _lower_rung}
+def _as_is(trials, same_fidelity: bool, k: int, run_length: str | None):
+    return trials, []
+
+
+def _lower_rung(trials, same_fidelity: bool, k: int, run_length: str | None):
+    if same_fidelity:
+        return trials, []
+    # Optuna's value of a PRUNED trial: its last epoch's, as a COMPLETE one's.
+    return [t if t.state != TrialState.COMPLETE else optuna.trial.create_trial(
+        state=TrialState.PRUNED, value=t.value, params=t.params, distributions=t.distributions,
+        intermediate_values=t.intermediate_values, user_attrs=t.user_attrs) for t in trials], []
+
+
+def _top_k(trials, same_fidelity: bool, k: int, run_length: str | None):
+    if same_fidelity:  # results this search would measure again: they enter as they are
+        return trials, []
+    return [], best_configs(trials, k, run_length)
+
+
+FIDELITY = {"as_is": _as_is, "lower_rung": _lower_rung, "top_k": _top_k}
+
+
+def best_configs(trials: list[optuna.trial.FrozenTrial], k: int, run_length: str | None) -> list[dict]:
+    """The params of the ``k`` best COMPLETE trials, best first, ``run_length`` left out (the sampler draws it).
+
+    ``k`` is the new search's random start-up trials, which they replace: TPE's start is as long
+    as it was, and made of configs known to be good. Keeping their short run length instead ended
+    worse than a cold start (issue 34's screen, benchmarks/README.md), and so did a quarter of them.
+    """
+    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value, reverse=True)
+    return [{p: v for p, v in t.params.items() if p != run_length} for t in complete[:k]]
 
 
 @dataclass
@@ -63,9 +87,9 @@ class Mapping:
 
 
 def map_trials(trials: list[optuna.trial.FrozenTrial], space, fills: dict | None = None, *,
-               same_fidelity: bool = True, fidelity: str = DEFAULT_FIDELITY, source: str = "",
-               always: frozenset | None = None) -> Mapping:
-    """``trials`` replayed through ``space``: each keeps the values the space holds, with its distributions.
+               source: str = "", always: frozenset | None = None) -> Mapping:
+    """``trials`` replayed through ``space``: each keeps the values the space holds, with its distributions, and
+    its state and value as the earlier search recorded them (``apply_fidelity`` then reads them).
 
     A value the space cannot hold (a narrowed choice, a number out of range), or a parameter the
     trial lacks and ``fills`` (what its run used) cannot give, drops that parameter when the space
@@ -77,7 +101,6 @@ def map_trials(trials: list[optuna.trial.FrozenTrial], space, fills: dict | None
     takes only RunConfig fields (the curve benchmark passes a recorded table's own box).
     """
     always = inspect_space(space).always if always is None else always
-    rule = FIDELITY[fidelity]
     mapping = Mapping()
     for t in trials:
         asked = replay(space, t.params, fills)
@@ -88,9 +111,8 @@ def map_trials(trials: list[optuna.trial.FrozenTrial], space, fills: dict | None
             continue
         mapping.left_out.update(asked.unused + asked.unheld)
         mapping.filled.update(asked.filled)
-        state, value = rule(t, same_fidelity)
         mapping.trials.append(optuna.trial.create_trial(
-            state=state, value=value, params=asked.params, distributions=asked.distributions,
+            state=t.state, value=t.value, params=asked.params, distributions=asked.distributions,
             intermediate_values=t.intermediate_values,
             user_attrs={ORIGIN: WARM_START, "source": source, "source_number": t.number,
                         "source_state": t.state.name, EPOCHS: t.user_attrs.get(EPOCHS, len(t.intermediate_values))},
@@ -101,7 +123,8 @@ def map_trials(trials: list[optuna.trial.FrozenTrial], space, fills: dict | None
 @dataclass
 class WarmStart:
     source: str
-    trials: list[optuna.trial.FrozenTrial] = field(default_factory=list)
+    trials: list[optuna.trial.FrozenTrial] = field(default_factory=list)  # added to the study, for TPE's model
+    enqueued: list[dict] = field(default_factory=list)  # configs this search runs first (the top_k rule)
     max_epochs: int | None = None
     same_data: bool = True
     fidelity: str = DEFAULT_FIDELITY
@@ -109,24 +132,41 @@ class WarmStart:
     dropped: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def add_to(self, study: optuna.Study) -> None:
+    def add_to(self, study: optuna.Study, room: int | None = None) -> None:
+        """Into a new study, after its recipes: the trials for TPE, and the configs that ``Study.ask`` hands out next.
+
+        ``room``: at most this many configs enqueued (what ``--num-samples`` leaves after the recipes).
+        """
         study.add_trials(self.trials)
+        for params in self.enqueued[:room]:
+            study.enqueue_trial(params)
         for note in self.notes:
             print(f"note: --warm-start: {note}", file=sys.stderr)
 
     def describe(self) -> dict:
-        return {"source": self.source, "trials": len(self.trials), "finished": self.finished,
-                "dropped": self.dropped, "fidelity": self.fidelity, "source_max_epochs": self.max_epochs,
-                "same_data": self.same_data, "notes": self.notes}
+        return {"source": self.source, "trials": len(self.trials), "enqueued": len(self.enqueued),
+                "finished": self.finished, "dropped": self.dropped, "fidelity": self.fidelity,
+                "source_max_epochs": self.max_epochs, "same_data": self.same_data, "notes": self.notes}
+
+
+def apply_fidelity(mapping: Mapping, fidelity: str, *, same_fidelity: bool, k: int,
+                   run_length: str | None = EPOCHS_PARAM) -> tuple[list[optuna.trial.FrozenTrial], list[dict]]:
+    """The rule ``fidelity`` of FIDELITY on the mapped trials: (trials to add to the study, configs to enqueue).
+
+    ``k``: at most this many configs enqueued (the new search's start-up trials); ``run_length``: the
+    parameter that sets a trial's epochs, left out of an enqueued config.
+    """
+    return FIDELITY[fidelity](mapping.trials, same_fidelity, k, run_length)
 
 
 def load_warm_trials(config: SearchConfig, run_dir: Path, data_info: dict, space=None,
-                     fidelity: str = DEFAULT_FIDELITY) -> WarmStart:
+                     fidelity: str = DEFAULT_FIDELITY, k: int | None = None) -> WarmStart:
     """The finished (COMPLETE and PRUNED) trials of the search in ``run_dir``, mapped into ``space``.
 
     ``space``: the new search's space as it searches it (narrowed by ``--choices`` and the budget
-    plan); by default ``config.space`` as written. Raises SearchError, in one line, when nothing of
-    the earlier search fits it.
+    plan); by default ``config.space`` as written. ``k``: at most this many configs enqueued by the
+    top_k rule; by default the search's start-up trials (``search.sampler.n_startup_trials``).
+    Raises SearchError, in one line, when nothing of the earlier search fits it.
     """
     run_dir = run_dir.expanduser().resolve()
     where = f"--warm-start {run_dir}"
@@ -149,22 +189,37 @@ def load_warm_trials(config: SearchConfig, run_dir: Path, data_info: dict, space
                           f"{', '.join(sorted({n for t in finished for n in t.params}))}; this space asks "
                           f"{', '.join(asks)}); nothing to learn from")
     before = (read_summary(run_dir) or {}).get("data") or {}
-    same_data = all(before.get(k) == data_info.get(k) for k in ("fingerprint", "sizes", "train_subset", "seed"))
+    same_data = all(before.get(key) == data_info.get(key) for key in ("fingerprint", "sizes", "train_subset", "seed"))
     same_fidelity = same_data and earlier.max_epochs == config.max_epochs
     # What an earlier trial ran with where its space asked nothing: the search's base config (RunConfig's defaults).
     fills = earlier.base_run_config("cpu").to_dict()
-    mapping = map_trials(finished, space, fills, same_fidelity=same_fidelity, fidelity=fidelity, source=str(run_dir))
+    mapping = map_trials(finished, space, fills, source=str(run_dir))
     if not mapping.held:
         raise SearchError(f"{where}: none of its values of {', '.join(shared)} lies in this search's space (narrowed "
                           "by --choices and the budget plan); nothing to learn from")
     if not mapping.trials:
         raise SearchError(f"{where}: none of its {len(finished)} finished trials fits this search's space "
                           f"({_counts(mapping.dropped)}); nothing to learn from")
-    warm = WarmStart(source=str(run_dir), trials=mapping.trials, max_epochs=earlier.max_epochs, same_data=same_data,
-                     fidelity=fidelity, finished=len(finished), dropped=dict(mapping.dropped))
+    if k is None:
+        from .sampler import n_startup_trials
+
+        k = n_startup_trials(config.num_samples, config.n_startup_trials)
+    trials, enqueued = apply_fidelity(mapping, fidelity, same_fidelity=same_fidelity, k=k)
+    warm = WarmStart(source=str(run_dir), trials=trials, enqueued=enqueued, max_epochs=earlier.max_epochs,
+                     same_data=same_data, fidelity=fidelity, finished=len(finished), dropped=dict(mapping.dropped))
     kept = len(mapping.trials)
-    warm.notes.append(f"{kept} of {len(finished)} finished trials of {run_dir} mapped into this search's space and "
-                      "added to the study, marked origin=warm_start; they inform TPE and are never the best config")
+    if trials:
+        warm.notes.append(f"{kept} of {len(finished)} finished trials of {run_dir} mapped into this search's space "
+                          "and added to the study, marked origin=warm_start; they inform TPE and are never the best "
+                          "config")
+    elif not enqueued:
+        warm.notes.append(f"{kept} of {len(finished)} finished trials of {run_dir} mapped into this search's space; "
+                          "none of them completed, so there is no best config to run first: a cold start")
+    else:
+        warm.notes.append(f"{kept} of {len(finished)} finished trials of {run_dir} mapped into this search's space; "
+                          f"its best {len(enqueued)} configs run first, at this search's fidelity"
+                          + (f" ({EPOCHS_PARAM} left to the sampler)" if any(EPOCHS_PARAM in t.params
+                                                                            for t in mapping.trials) else ""))
     if kept < len(finished):
         warm.notes.append(f"{len(finished) - kept} dropped: a value this space always asks and cannot hold "
                           f"({_counts(mapping.dropped)})")
@@ -176,7 +231,7 @@ def load_warm_trials(config: SearchConfig, run_dir: Path, data_info: dict, space
                           f"{_counts(mapping.filled)}")
     if earlier.space != config.space:
         warm.notes.append(f"that search used space {earlier.space!r}: its trials are mapped by parameter name")
-    if not same_fidelity:
+    if not same_fidelity and trials:
         why = [f"at most {earlier.max_epochs} epochs, this search {config.max_epochs}"] * (
             earlier.max_epochs != config.max_epochs) + ["on other data (source, split or subset)"] * (not same_data)
         read = ("TPE reads them as partial results, below any this search reaches further" if fidelity == "lower_rung"

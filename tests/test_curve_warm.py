@@ -43,6 +43,18 @@ def test_a_cheap_search_warm_starts_the_real_one_on_a_slice_of_the_alexnet_table
         [0.126999, 0.118166, 0.126999, 0.118166, 0.126999, 0.101811], abs=1e-6)
 
 
+@needs_alexnet
+def test_top_k_enqueues_the_cheap_searchs_best_configs_and_keeps_none_of_its_results(tmp_path):
+    path = tmp_path / "alexnet-slice.jsonl"  # as above: opda's AlexNet table, CC BY-SA 4.0, its first 64 lines
+    path.write_text("\n".join(ALEXNET.read_text().splitlines()[:64]) + "\n")
+    bed = testbed.load(str(path))
+    runs = {r["arm"]: r for r in warm.run_setting(bed, seed=0, budget=4, workers=2, rules=["top_k", "as_is"])}
+    # The cheap search's 3 finished trials: 3 results for as_is; its COMPLETE ones (within k = 4) enqueued by top_k.
+    assert [runs[a]["warm_trials"] for a in ("warm_as_is", "warm_top_k", "warm_top_k_counted")] == [3, 2, 2]
+    # Enqueued configs are the real search's own trials, within its --num-samples.
+    assert runs["warm_top_k"]["trials"] == runs["cold"]["trials"] == runs["warm_top_k"]["num_samples"] == 10
+
+
 def test_the_goal_reaches_the_cold_final_within_half_and_tests_half_against_the_cold_final():
     def run(arm, seed, points):
         return {"arm": arm, "seed": seed, "epochs": [x for x, _ in points], "regret": [y for _, y in points],
@@ -51,21 +63,22 @@ def test_the_goal_reaches_the_cold_final_within_half_and_tests_half_against_the_
 
     seeds = range(8)
     runs = [run("cold", s, [(10, 0.5), (90, 0.2 + 0.01 * s)]) for s in seeds]
-    runs += [run("warm_lower_rung", s, [(30, 0.1 + 0.01 * s)]) for s in seeds]  # lower than the cold final from 0.3
+    runs += [run("warm_top_k", s, [(30, 0.1 + 0.01 * s)]) for s in seeds]  # lower than the cold final from 0.3
     runs += [run("warm_as_is", s, [(80, 0.1)]) for s in seeds]  # as low, from 0.8 of the budget only
     results = {"settings": {"t|surrogate|1|4": warm.summarise(runs, 100.0)}}
     warm.apply_goal(results)
     arms = results["settings"]["t|surrogate|1|4"]["arms"]
     assert arms["cold"]["final"][0] == pytest.approx(0.235)
-    early, late = arms["warm_lower_rung"], arms["warm_as_is"]
+    early, late = arms["warm_top_k"], arms["warm_as_is"]
     assert early["reach"] == pytest.approx(0.30) and early["half"][0] == pytest.approx(0.135)
     assert early["goal_test"]["sign"]["wins"] == 8 and early["met"]
     assert late["reach"] == pytest.approx(0.80) and not late["met"]
     assert late["goal_test"]["mean_diff"] == pytest.approx(1 - 0.235)  # regret 1 at half the budget
     # The other rule's arm against the default rule's, paired by seed: final regrets 0.035 apart on average.
-    other = early if DEFAULT_FIDELITY == "as_is" else late
+    assert DEFAULT_FIDELITY == "top_k"
+    other = late
     assert other["vs_default"]["arm"] == f"warm_{DEFAULT_FIDELITY}"
     assert abs(other["vs_default"]["final_diff"]) == pytest.approx(0.035)
     assert results["settings"]["t|surrogate|1|4"]["cheap_share"] == pytest.approx(0.25)
-    assert "| t | surrogate | 1 | 4 | warm_lower_rung | 3 (2) | 40 | 0.30 |" in warm.markdown(results)
+    assert "| t | surrogate | 1 | 4 | warm_top_k | 3 (2) | 40 | 0.30 |" in warm.markdown(results)
     assert "| t | surrogate | 1 | 4 | 0.2350 |" in warm.summary_table(results)

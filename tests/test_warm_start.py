@@ -15,7 +15,7 @@ from search.driver import plan_space
 from search.errors import SearchError
 from search.retrain import retrain_run
 from search.study import create_study, is_invalid_suggestion, is_warm_start, open_storage
-from search.warm_start import load_warm_trials, map_trials
+from search.warm_start import DEFAULT_FIDELITY, WarmStart, apply_fidelity, load_warm_trials, map_trials
 from spaces import budget
 from spaces.asks import inspect_space, sample_space
 from spaces.budget import Budget, plan_retrain
@@ -130,14 +130,49 @@ def test_a_parameter_the_new_space_adds_is_filled_with_the_value_the_trial_ran_w
 def test_lower_fidelity_results_enter_as_partial_results():
     trials = [earlier_trial({"batch_size": 64, "lr": 0.1}, EARLIER, value=0.4),
               earlier_trial({"batch_size": 128, "lr": 0.1}, EARLIER, value=0.3, state=TrialState.PRUNED, epochs=1)]
-    lower = map_trials(trials, wide, same_fidelity=False, fidelity="lower_rung").trials
-    assert [t.state for t in lower] == [TrialState.PRUNED, TrialState.PRUNED]
+    mapping = map_trials(trials, wide)
+
+    def rule(name, same):
+        return apply_fidelity(mapping, name, same_fidelity=same, k=4)
+
+    lower, enqueued = rule("lower_rung", False)
+    assert [t.state for t in lower] == [TrialState.PRUNED, TrialState.PRUNED] and not enqueued
     assert lower[0].value == 0.4 and lower[0].intermediate_values == trials[0].intermediate_values
     assert lower[0].user_attrs["source_state"] == "COMPLETE"
-    same = map_trials(trials, wide, same_fidelity=True, fidelity="lower_rung").trials
-    assert [t.state for t in same] == [TrialState.COMPLETE, TrialState.PRUNED]
-    as_is = map_trials(trials, wide, same_fidelity=False).trials  # the default (issue 34's measurement)
-    assert [t.state for t in as_is] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert [t.state for t in rule("lower_rung", True)[0]] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert [t.state for t in rule("as_is", False)[0]] == [TrialState.COMPLETE, TrialState.PRUNED]
+    # top_k, the default: at the same fidelity the results enter as they are; at a lower one none does.
+    assert DEFAULT_FIDELITY == "top_k"
+    assert [t.state for t in rule("top_k", True)[0]] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert rule("top_k", False) == ([], [{"batch_size": 64, "lr": 0.1}])
+
+
+def test_top_k_runs_the_k_best_complete_configs_first_their_run_length_left_to_the_sampler(tmp_path):
+    dists = {"epochs": IntDistribution(1, 30), "lr": FloatDistribution(1e-3, 1.0, log=True)}
+
+    def space(trial):
+        trial.suggest_int("epochs", 1, 30)
+        trial.suggest_float("lr", 1e-3, 1.0, log=True)
+
+    values = [0.2, 0.7, 0.5, 0.9, 0.6]
+    earlier = [earlier_trial({"epochs": 5 + i, "lr": 0.01 * (i + 1)}, dists, value=v) for i, v in enumerate(values)]
+    earlier.append(earlier_trial({"epochs": 3, "lr": 0.5}, dists, value=0.95, state=TrialState.PRUNED, epochs=1))
+    mapping = map_trials(earlier, space, always=frozenset(dists))  # a table's space, as the curve benchmark maps
+    trials, enqueued = apply_fidelity(mapping, "top_k", same_fidelity=False, k=3)
+    assert not trials  # no short result enters TPE's model
+    assert enqueued == [{"lr": 0.04}, {"lr": 0.02}, {"lr": 0.05}]  # 0.9, 0.7, 0.6; the PRUNED one is no candidate
+
+    # Into a study after two recipes, as search.driver adds them: the next asks hand them out, epochs drawn anew.
+    study = create_study(open_storage(tmp_path), "scratch", optuna.samplers.RandomSampler(seed=0))
+    for params in ({"epochs": 30, "lr": 0.1}, {"epochs": 30, "lr": 0.3}):
+        study.enqueue_trial(params)
+    WarmStart(source="earlier", enqueued=enqueued).add_to(study, room=2)
+    asked = [study.ask() for _ in range(5)]
+    for t in asked:
+        space(t)
+    assert [t.params["lr"] for t in asked[:4]] == [0.1, 0.3, 0.04, 0.02]  # room for 2 of the 3
+    assert all(1 <= t.params["epochs"] <= 30 for t in asked)
+    assert not any(is_warm_start(t) for t in study.trials)  # real trials of this search: they count and may win
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +184,8 @@ def smoke_run(tmp_path_factory):
 
 def warm_start(run_dir, space, **config):
     data = json.loads((run_dir / "search.json").read_text())["data"]
-    return load_warm_trials(SearchConfig(space="my_spaces.py:wide", max_epochs=4, **config), run_dir, data, space)
+    config = {"max_epochs": 4, **config}
+    return load_warm_trials(SearchConfig(space="my_spaces.py:wide", **config), run_dir, data, space)
 
 
 def test_a_warm_start_from_another_space_maps_its_shared_parameters(smoke_run):
@@ -162,7 +198,13 @@ def test_a_warm_start_from_another_space_maps_its_shared_parameters(smoke_run):
     assert all(set(t.params) == {"batch_size", "lr"} for t in warm.trials)
     assert "5 of 5 finished trials" in warm.notes[0]
     assert any("arch" in n and "augment" in n for n in warm.notes)  # left out: the new space does not ask them
-    assert warm.describe()["fidelity"] == "as_is"
+    # The same epochs and data: results this search would measure again enter TPE's model as they are.
+    assert warm.describe()["fidelity"] == "top_k" and not warm.enqueued
+
+    longer = warm_start(smoke_run, shared, max_epochs=8, num_samples=20)  # a lower fidelity: a prior only
+    assert not longer.trials and len(longer.enqueued) == 3  # the 3 COMPLETE of 5, within k = 20 // 4
+    assert "its best 3 configs run first, at this search's fidelity" in longer.notes[0]
+    assert longer.describe()["enqueued"] == 3
 
 
 def test_refuses_an_earlier_search_that_shares_no_parameter(smoke_run):
@@ -204,16 +246,18 @@ def test_a_longer_search_warm_starts_from_a_short_one(image_folder, tmp_path):
                         "--time-budget", "90s", "--out", str(long))
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     study = optuna.load_study(study_name="scratch", storage=f"sqlite:///{long / 'study.db'}")
-    warm = [t for t in study.trials if is_warm_start(t)]
-    new = [t for t in study.trials if not is_warm_start(t)]
-    assert len(warm) == 2, second.stderr[-3000:]
+    new = study.trials
+    assert not [t for t in new if is_warm_start(t)]  # 1-epoch results are a prior only: none in TPE's model
     assert not [t.number for t in new if is_invalid_suggestion(t)]
     assert any(t.intermediate_values for t in new), second.stderr[-3000:]  # new trials ran epochs
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in new)
-    # The warm trials sit in the new space: the same distributions as the new trials ask.
-    for t in warm:
-        assert t.distributions["batch_size"] == new[0].distributions["batch_size"]
+    # The earlier search's best config ran again, at 24 epochs, in the new space's distributions.
+    earlier = optuna.load_study(study_name="scratch", storage=f"sqlite:///{quick / 'study.db'}")
+    best = max(earlier.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+    again = [t for t in new if t.params == best.params]
+    assert again and again[0].distributions["batch_size"] != best.distributions["batch_size"], second.stderr[-3000:]
     assert "--warm-start: 2 of 2 finished trials" in second.stderr, second.stderr[-3000:]
+    assert "configs run first, at this search's fidelity" in second.stderr
 
 
 # The retrain's own budget (spaces/budget.py plan_retrain): a recipe the trials ran at half its batch for lack of

@@ -37,7 +37,8 @@ from optuna.trial import TrialState
 
 from benchmarks.curves import modes, opda, opda_steps, protocol, stats, testbed
 from benchmarks.curves.simulate import simulate
-from search.warm_start import DEFAULT_FIDELITY, FIDELITY, WarmStart, map_trials
+from search.sampler import n_startup_trials
+from search.warm_start import DEFAULT_FIDELITY, FIDELITY, WarmStart, apply_fidelity, map_trials
 
 CHEAP_SHARE = 0.25  # the cheap search's budget: at most this share of the cold search's, in the table's resource
 # The cheap search's short runs, per format: (the parameter that sets a run's length, its largest value there).
@@ -71,8 +72,9 @@ def cheap_bed(bed: testbed.Testbed) -> tuple[object, list[int], int]:
 
 
 def run_search(bed: testbed.Testbed, space, max_t: int, *, seed: int, resource: float, num_samples: int,
-               workers: int, mode: str, noise: float, warm: list | None = None):
-    """The shipped search on ``space`` for ``resource`` (the table's unit), ``warm`` trials added to its study first.
+               workers: int, mode: str, noise: float, warm: tuple[list, list] | None = None):
+    """The shipped search on ``space`` for ``resource`` (the table's unit), ``warm`` added to its study first: the
+    trials for TPE and the configs to run first, as ``apply_fidelity`` returns them.
 
     Returns (the simulation's result, the study)."""
     arm = protocol.ARMS[protocol.SHIPPED]
@@ -80,7 +82,8 @@ def run_search(bed: testbed.Testbed, space, max_t: int, *, seed: int, resource: 
     searcher, scheduler = protocol.build_search(arm, space, [], seed, num_samples, max_t, storage=storage,
                                                 check_suggestion=bed.check_suggestion)
     if warm:
-        WarmStart(source="cheap search", trials=warm).add_to(searcher.study)  # as search.driver adds them
+        # As search.driver adds them.
+        WarmStart(source="cheap search", trials=warm[0], enqueued=warm[1]).add_to(searcher.study, room=num_samples)
     result = simulate(searcher, scheduler, modes.answer(mode, bed, seed=seed, noise=noise), num_samples=num_samples,
                       max_t=max_t, workers=workers, budget_epochs=resource, epochs_param=bed.epochs_param)
     return result, searcher.study
@@ -109,6 +112,7 @@ def run_setting(bed: testbed.Testbed, *, seed: int, budget: int, workers: int, m
     real_space = bed.spaces["budget"][0]
     planned = bed.planned_choices()
     cheap_space, cheap_planned, cheap_max_t = cheap_bed(bed)
+    run_length = SHORT[bed.recorded.format][0]
     cheap_resource = CHEAP_SHARE * total
     cheap_n = protocol.num_trials(ship, cheap_resource / cheap_max_t, cheap_max_t, cheap_planned)
     # Another seed than the real search's: its trial N must not draw what the real search's trial N draws.
@@ -133,13 +137,13 @@ def run_setting(bed: testbed.Testbed, *, seed: int, budget: int, workers: int, m
         earlier.append((DEFAULT_FIDELITY, "warm_from_full",
                         full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)), True))
     for rule, name, trials, same in earlier:
-        mapped = map_trials(trials, real_space, same_fidelity=same, fidelity=rule, source="earlier search",
-                            always=always)
+        mapped = map_trials(trials, real_space, source="earlier search", always=always)
         variants = [(name, total, n, 0.0)] + [(f"{name}_counted", left, n_left, cheap_spent)] * (not same)
         for arm, resource, samples, offset in variants:
+            warm = apply_fidelity(mapped, rule, same_fidelity=same, k=n_startup_trials(samples), run_length=run_length)
             result, _ = run_search(bed, real_space, bed.max_t, seed=seed, resource=resource, num_samples=samples,
-                                   workers=workers, mode=mode, noise=noise, warm=mapped.trials)
-            runs.append({**head, "arm": arm, "num_samples": samples, "warm_trials": len(mapped.trials),
+                                   workers=workers, mode=mode, noise=noise, warm=warm)
+            runs.append({**head, "arm": arm, "num_samples": samples, "warm_trials": len(warm[0]) + len(warm[1]),
                          "fidelity": rule, **_trace(result, bed, offset)})
     return runs
 

@@ -36,7 +36,7 @@ import optuna
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from ..constants import METRIC, MODE
-from ..study import DIVERGED, EPOCH, PLANNED_EPOCHS, StudyTrial, own_trials
+from ..study import DIVERGED, EPOCH, EPOCHS_PARAM, PLANNED_EPOCHS, StudyTrial, own_trials
 from .searcher import study_number
 
 PASSED_RUNGS = "asha_passed"  # a trial's user attribute: the rungs (0 = the first) at which StudyASHA let it go on
@@ -48,9 +48,6 @@ def asha_rungs(max_epochs: int, grace_period: int | None, reduction_factor: floa
         return []
     count = int(math.log(max_epochs / grace_period) / math.log(reduction_factor) + 1)
     return [m for m in (grace_period * reduction_factor ** k for k in range(count)) if m < max_epochs]
-
-
-EPOCHS_PARAM = "epochs"  # the RunConfig field that plans a trial's epochs when a space searches it
 
 
 def planned_epochs(params: dict, max_t: int) -> int:
