@@ -83,9 +83,9 @@ class SearchConfig(DataConfig):
     full_space: bool = setting(False, "search the space as written: no budget rules (by default choices that cannot "
                                       "pay off in --max-epochs on this data are dropped, and the recipe fits the "
                                       "budget; see spaces/budget.py)")
-    warm_start: str | None = setting(None, "an earlier search's --out (a cheaper one: fewer epochs, a subset, other "
-                                           "--choices): its finished trials, mapped into this space, inform the "
-                                           "sampler (they do not count against --num-samples)",
+    warm_start: str | None = setting(None, "an earlier search's --out, mapped into this space: from a cheaper one "
+                                           "(fewer epochs, a subset) its best configs run first; from one at these "
+                                           "epochs and data its trials inform the sampler (docs/warm-start.md)",
                                      metavar="RUN_DIR")
     # The budget, and how it is spent
     num_samples: int = setting(32, "trials in total; --resume runs until this many exist and refuses "
