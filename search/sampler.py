@@ -65,11 +65,20 @@ class PerTrialSeed(BaseSampler):
         self._for(trial).after_trial(study, trial, state, values)
 
 
-def make_sampler(kind: str, seed: int, n_startup: int, constant_liar: bool = True) -> BaseSampler:
-    """``tpe``: multivariate TPE with the constant liar after ``n_startup`` random trials; ``random``: random search."""
+def make_sampler(kind: str, seed: int, n_startup: int, constant_liar: bool = True,
+                 random_fraction: float = 0.0) -> BaseSampler:
+    """``tpe``: multivariate TPE with the constant liar after ``n_startup`` random trials; ``random``: random search.
+
+    ``random_fraction``: the share of TPE's trials drawn at random instead, each trial by its own seed.
+    """
     if kind == "tpe":
-        return PerTrialSeed(lambda s: optuna.samplers.TPESampler(
-            seed=s, multivariate=True, constant_liar=constant_liar, n_startup_trials=n_startup), seed)
+        def make(s: int) -> BaseSampler:
+            if random_fraction and np.random.default_rng([s, 1]).random() < random_fraction:
+                return optuna.samplers.RandomSampler(seed=s)
+            return optuna.samplers.TPESampler(seed=s, multivariate=True, constant_liar=constant_liar,
+                                              n_startup_trials=n_startup)
+
+        return PerTrialSeed(make, seed)
     if kind == "random":
         return PerTrialSeed(lambda s: optuna.samplers.RandomSampler(seed=s), seed)
     raise ValueError(f"unknown sampler {kind!r}; valid: tpe, random")

@@ -10,7 +10,7 @@ import pytest
 
 from search import report
 from search.deadline import retrain_share
-from search.sampler import n_startup_trials
+from search.sampler import make_sampler, n_startup_trials
 from spaces.definitions import SHORT_RECIPES
 from tests._searches import SEARCH, load_study, run_search
 
@@ -22,6 +22,20 @@ def test_tpe_startup_scales_with_the_budget():
     assert n_startup_trials(32) == 8
     assert n_startup_trials(100) == 25
     assert n_startup_trials(100, 3) == 3
+
+
+def test_random_fraction_draws_that_share_of_tpes_trials_at_random_and_the_rest_by_tpe():
+    # A candidate of issue 33 (benchmarks/README.md), not the default: BOHB's random fraction.
+    def xs(kind, **kw):
+        study = optuna.create_study(sampler=make_sampler(kind, 7, 4, **kw))
+        study.optimize(lambda t: -(t.suggest_float("x", 0.0, 1.0) - 0.3) ** 2, n_trials=12)
+        return [t.params["x"] for t in study.trials]
+
+    random, tpe = xs("random"), xs("tpe")
+    assert tpe[:4] == random[:4] and tpe[4:] != random[4:]  # the same start-up draws, then TPE's own
+    assert xs("tpe", random_fraction=1.0) == random  # every trial at random, each by its own seed
+    half = xs("tpe", random_fraction=0.5)
+    assert half[:4] == random[:4] and 0 < sum(a == b for a, b in zip(half[4:], random[4:])) < 8
 
 
 @pytest.mark.slow

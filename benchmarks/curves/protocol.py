@@ -49,6 +49,7 @@ class Arm:
     startup: str = "quarter"  # quarter: max(4, N // 4) as shipped; or an integer as text
     space: str = "budget"  # budget: narrowed by the budget plan, its recipes first (as shipped); full: --full-space
     rungs: str = "fraction"  # --rungs: fraction of each trial's planned epochs (shipped), or epochs (Ray's ASHA)
+    random_fraction: float = 0.0  # the share of TPE's trials drawn at random (search.sampler.make_sampler)
 
     def grace(self, max_t: int) -> int:
         if self.grace_period is not None:
@@ -145,7 +146,7 @@ def build_search(arm: Arm, space, recipes: list[dict], seed: int, num_samples: i
                           n_startup_trials=None if arm.startup == "quarter" else int(arm.startup))
     storage = storage or optuna.storages.InMemoryStorage()
     sampler = make_sampler(config.sampler, seed, n_startup_trials(num_samples, config.n_startup_trials),
-                           constant_liar=arm.constant_liar)
+                           constant_liar=arm.constant_liar, random_fraction=arm.random_fraction)
     study = create_study(storage, config.study_name, sampler)
     if config.recipe and recipes:
         enqueue_recipes(study, list(recipes), num_samples)
