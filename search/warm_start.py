@@ -1,17 +1,17 @@
-"""``--warm-start RUN_DIR``: an earlier search's finished trials, mapped into this search's space, inform its sampler.
+"""``--warm-start RUN_DIR``: an earlier search's finished trials, mapped into this search's space, inform this one.
 
 The earlier search may have run fewer epochs, other data, other ``--choices``, another budget
 plan or an edited space. Each of its finished trials is replayed through this search's space
-(``spaces.asks.replay``), so that it enters with the distributions this search asks; the rules,
-and why TPE still models every parameter, are in docs/warm-start.md. The trials are copied into
-the new study with Optuna's ``Study.add_trials`` and marked ``user_attrs["origin"] =
-"warm_start"``. No Tune trial runs them, so they do not count against ``--num-samples``, ASHA
-never reads them, and they are never the new search's best config.
+(``spaces.asks.replay``), so that it has the distributions this search asks; the rules, and why
+TPE still models every parameter, are in docs/warm-start.md. Then a fidelity rule (``FIDELITY``)
+says how they enter. Trials copied into the new study (``Study.add_trials``) are marked
+``user_attrs["origin"] = "warm_start"``: no Tune trial runs them, so they do not count against
+``--num-samples``, ASHA never reads them, and they are never the new search's best config.
+Configs enqueued (``Study.enqueue_trial``) are this search's own first trials.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,8 +37,9 @@ from .study import EPOCHS, EPOCHS_PARAM, ORIGIN, WARM_START
 # one, and PRUNED ones by the epoch they reached); a result at this search's fidelity stays as it was.
 # "top_k": a lower-fidelity result is a prior only. No such result enters TPE's model; the earlier search's
 # k best configs are this search's first trials, run again at this search's fidelity, their run length (the
-# parameter that sets a trial's epochs) left to the sampler. Results at this search's fidelity enter as_is. The default is measured (issue 34, benchmarks/README.md "Warm start
-# from a cheaper search", and docs/warm-start.md).
+# parameter that sets a trial's epochs) left to the sampler. Results at this search's fidelity enter as_is.
+# The default is measured (issue 34, benchmarks/README.md "Warm start from a cheaper search", and
+# docs/warm-start.md).
 DEFAULT_FIDELITY = "top_k"
 
 
@@ -138,7 +139,10 @@ class WarmStart:
         ``room``: at most this many configs enqueued (what ``--num-samples`` leaves after the recipes).
         """
         study.add_trials(self.trials)
-        for params in self.enqueued[:room]:
+        if room is not None and room < len(self.enqueued):
+            self.notes.append(f"--num-samples leaves room for {room} of the {len(self.enqueued)} after the recipes")
+            self.enqueued = self.enqueued[:room]
+        for params in self.enqueued:
             study.enqueue_trial(params)
         for note in self.notes:
             print(f"note: --warm-start: {note}", file=sys.stderr)
@@ -217,9 +221,7 @@ def load_warm_trials(config: SearchConfig, run_dir: Path, data_info: dict, space
                           "none of them completed, so there is no best config to run first: a cold start")
     else:
         warm.notes.append(f"{kept} of {len(finished)} finished trials of {run_dir} mapped into this search's space; "
-                          f"its best {len(enqueued)} configs run first, at this search's fidelity"
-                          + (f" ({EPOCHS_PARAM} left to the sampler)" if any(EPOCHS_PARAM in t.params
-                                                                            for t in mapping.trials) else ""))
+                          f"its best {len(enqueued)} configs run first, at this search's fidelity")
     if kept < len(finished):
         warm.notes.append(f"{len(finished) - kept} dropped: a value this space always asks and cannot hold "
                           f"({_counts(mapping.dropped)})")

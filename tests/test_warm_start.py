@@ -166,7 +166,9 @@ def test_top_k_runs_the_k_best_complete_configs_first_their_run_length_left_to_t
     study = create_study(open_storage(tmp_path), "scratch", optuna.samplers.RandomSampler(seed=0))
     for params in ({"epochs": 30, "lr": 0.1}, {"epochs": 30, "lr": 0.3}):
         study.enqueue_trial(params)
-    WarmStart(source="earlier", enqueued=enqueued).add_to(study, room=2)
+    warm = WarmStart(source="earlier", enqueued=enqueued)
+    warm.add_to(study, room=2)
+    assert warm.describe()["enqueued"] == 2 and "room for 2 of the 3" in warm.notes[-1]
     asked = [study.ask() for _ in range(5)]
     for t in asked:
         space(t)
