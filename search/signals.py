@@ -14,10 +14,11 @@ A second signal raises KeyboardInterrupt at once.
 
 The command line installs the handler first thing (``install``), and again once Ray has started
 (``reinstall``): ``ray.init`` replaces the SIGTERM handler with its own, and Ray's core worker
-then answers SIGTERM with a crash dump. It also sets ``HARD_EXIT_S``: a process still alive that
-long after the signal says its line and exits, code 1. That covers a KeyboardInterrupt that a
-library swallows, and the case where Ray's own processes died with the group and Ray's calls
-wait a minute for them. A Python caller (a notebook) keeps its process and its own handlers,
+then answers SIGTERM with a crash dump. It also sets ``HARD_EXIT_S``: the line is said as the
+signal arrives, by a thread it wakes, and a process still alive that long after it exits, code 1.
+The early line covers Ray's core worker ending the driver itself once the group's signal killed
+its raylet; the exit covers a KeyboardInterrupt that a library swallows, and the case where
+Ray's own processes died with the group and Ray's calls wait a minute for them. A Python caller (a notebook) keeps its process and its own handlers,
 but for the Tune run, which stops cleanly on a signal there too.
 """
 
@@ -34,15 +35,17 @@ HARD_EXIT_S: float | None = None  # set by ``python -m search.run``: the most se
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _said: list[str] = []  # the line printed for the interruption, once
+_say_lock = threading.Lock()
 _state: dict = {"installed": False, "line": None, "stop": None, "signalled": None, "pending": None, "defer": False,
                 "watchdog": None}
 
 
 def say_once(line: str) -> None:
-    """Print the interruption's line on stderr, unless it was printed already (by the driver, or the hard exit)."""
-    if not _said:
-        _said.append(line)
-        print(line, file=sys.stderr, flush=True)
+    """Print the interruption's line on stderr, unless it was printed already (by the driver, or the watchdog)."""
+    with _say_lock:  # the watchdog thread and the main thread may both say it
+        if not _said:
+            _said.append(line)
+            print(line, file=sys.stderr, flush=True)
 
 
 def resume_line(out, why: str, detail: str = "") -> str:
@@ -108,7 +111,7 @@ def _start_watchdog() -> None:
     Python runs a handler only when the main thread runs Python: in a C call that waits (Ray's
     start-up waiting for a GCS the same signal killed does, for 30 s) it would run too late.
     Python's C-level handler writes each signal's number to the wakeup fd at once, whatever the
-    main thread does; this thread reads it and starts the hard exit.
+    main thread does; this thread reads it, says the phase's line and starts the hard exit.
     """
     read, write = os.pipe()
     os.set_blocking(write, False)
@@ -119,8 +122,11 @@ def _start_watchdog() -> None:
             signum = os.read(read, 1)[0]
             if signum in SIGNALS:
                 name = signal.Signals(signum).name
-                line = _state["line"](name) if _state["line"] else restart_line(name)
-                timer = threading.Timer(HARD_EXIT_S, _exit_now, args=(_state["pending"] or line,))
+                line = _state["pending"] or (_state["line"](name) if _state["line"] else restart_line(name))
+                # Said now, not at the exit: when the signal went to the process group, Ray's core worker may
+                # end this process (exit 1, from C++) as soon as its raylet dies, before the driver says it.
+                say_once(line)
+                timer = threading.Timer(HARD_EXIT_S, _exit_now, args=(line,))
                 timer.daemon = True
                 timer.start()
                 return

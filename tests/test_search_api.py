@@ -105,7 +105,12 @@ def test_run_search_then_resume_retrain_and_report_from_the_saved_config(image_f
     assert SearchResult.from_run(out).test_acc == metrics["test_acc"]
     with pytest.raises(SearchError, match="is complete"):  # a --resume of it is refused, as with search.json
         run_search(saved, resume=True)
-    warm = run_search(dataclasses.replace(saved, out=str(tmp_path / "warm"), warm_start=str(out), num_samples=1,
+    warm = run_search(dataclasses.replace(saved, out=str(tmp_path / "warm"), warm_start=str(out), num_samples=2,
                                           max_epochs=1))
-    assert json.loads((warm.out / "search.json").read_text())["warm_start_trials"] == len(
+    # A search at another --max-epochs: the earlier best config runs first after the recipe (docs/warm-start.md).
+    warmed = json.loads((warm.out / "search.json").read_text())
+    assert warmed["warm_start"]["finished"] == len(
         [t for t in study.trials if t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL])
+    assert warmed["warm_start"]["enqueued"] == 1 and warmed["warm_start_trials"] == 0
+    recipe, first = optuna.load_study(study_name=saved.study_name, storage=f"sqlite:///{warm.out / 'study.db'}").trials
+    assert first.params == max(complete, key=lambda t: t.value).params
