@@ -69,8 +69,9 @@ def best_configs(trials: list[optuna.trial.FrozenTrial], k: int, run_length: str
     """The params of the ``k`` best COMPLETE trials, best first, ``run_length`` left out (the sampler draws it).
 
     ``k`` is the new search's random start-up trials, which they replace: TPE's start is as long
-    as it was, and made of configs known to be good. Keeping their short run length instead ended
-    worse than a cold start (issue 34's screen, benchmarks/README.md), and so did a quarter of them.
+    as it was, and made of configs known to be good. Keeping their short run length ended level
+    with or worse than a cold start, and fewer of them (the best quarter or half) ended higher at
+    budget 100 (issue 34's screen, benchmarks/README.md).
     """
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value, reverse=True)
     return [{p: v for p, v in t.params.items() if p != run_length} for t in complete[:k]]
