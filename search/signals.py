@@ -18,8 +18,9 @@ then answers SIGTERM with a crash dump. It also sets ``HARD_EXIT_S``: the line i
 signal arrives, by a thread it wakes, and a process still alive that long after it exits, code 1.
 The early line covers Ray's core worker ending the driver itself once the group's signal killed
 its raylet; the exit covers a KeyboardInterrupt that a library swallows, and the case where
-Ray's own processes died with the group and Ray's calls wait a minute for them. A Python caller (a notebook) keeps its process and its own handlers,
-but for the Tune run, which stops cleanly on a signal there too.
+Ray's own processes died with the group and Ray's calls wait a minute for them. A Python caller
+(a notebook) keeps its process and its own handlers, but for the Tune run, which stops cleanly on
+a signal there too.
 """
 
 from __future__ import annotations
@@ -81,12 +82,17 @@ def received(signum: int) -> None:
         _handler(signum, None)
 
 
+def _phase_line(name: str) -> str:
+    """The line of a signal ``name`` now: the enclosing phase's, or before any, the restart's."""
+    return _state["line"](name) if _state["line"] else restart_line(name)
+
+
 def _handler(signum, frame) -> None:
     name = signal.Signals(signum).name
     if _state["signalled"] is not None:
         raise KeyboardInterrupt  # a second signal: now
     _state["signalled"] = name
-    line = _state["line"](name) if _state["line"] else restart_line(name)
+    line = _phase_line(name)
     _state["pending"] = line  # the hard exit, when HARD_EXIT_S is set, is the watchdog's (install)
     if _state["stop"] is not None:
         _state["stop"].request(name)  # the Tune run ends at its next step; the driver says the line
@@ -122,7 +128,7 @@ def _start_watchdog() -> None:
             signum = os.read(read, 1)[0]
             if signum in SIGNALS:
                 name = signal.Signals(signum).name
-                line = _state["pending"] or (_state["line"](name) if _state["line"] else restart_line(name))
+                line = _state["pending"] or _phase_line(name)
                 # Said now, not at the exit: when the signal went to the process group, Ray's core worker may
                 # end this process (exit 1, from C++) as soon as its raylet dies, before the driver says it.
                 say_once(line)

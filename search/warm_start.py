@@ -29,36 +29,33 @@ from .errors import SearchError
 from .results import read_summary
 from .study import EPOCHS, EPOCHS_PARAM, ORIGIN, WARM_START
 
-# How an earlier result enters the new study, by name (FIDELITY); each rule takes the mapped trials as the
-# earlier search recorded them and returns the trials to add and the configs to enqueue.
+# How a result at another fidelity than this search's (other --max-epochs, other data) enters the new
+# study, by name (FIDELITY); each rule takes the mapped trials as the earlier search recorded them and
+# returns the trials to add and the configs to enqueue. A result at this search's own fidelity is one it
+# would measure again, and enters as it was under every rule (apply_fidelity).
 # "as_is": every result as the earlier search recorded it, in TPE's model.
-# "lower_rung": a result at a lower fidelity than this search's (fewer --max-epochs, other data) enters as a
-# PRUNED trial with its curve, as ASHA's stops do (Optuna's TPE ranks every COMPLETE trial above every PRUNED
-# one, and PRUNED ones by the epoch they reached); a result at this search's fidelity stays as it was.
-# "top_k": a lower-fidelity result is a prior only. No such result enters TPE's model; the earlier search's
-# k best configs are this search's first trials, run again at this search's fidelity, their run length (the
-# parameter that sets a trial's epochs) left to the sampler. Results at this search's fidelity enter as_is.
+# "lower_rung": a COMPLETE result enters as a PRUNED trial with its curve, as ASHA's stops do (Optuna's
+# TPE ranks every COMPLETE trial above every PRUNED one, and PRUNED ones by the epoch they reached).
+# "top_k": a prior only. No such result enters TPE's model; the earlier search's k best configs are this
+# search's first trials, run again at this search's fidelity, their run length (the parameter that sets a
+# trial's epochs) left to the sampler.
 # The default is measured (issue 34, benchmarks/README.md "Warm start from a cheaper search", and
 # docs/warm-start.md).
 DEFAULT_FIDELITY = "top_k"
 
 
-def _as_is(trials, same_fidelity: bool, k: int, run_length: str | None):
+def _as_is(trials, k: int, run_length: str | None):
     return trials, []
 
 
-def _lower_rung(trials, same_fidelity: bool, k: int, run_length: str | None):
-    if same_fidelity:
-        return trials, []
+def _lower_rung(trials, k: int, run_length: str | None):
     # Optuna's value of a PRUNED trial: its last epoch's, as a COMPLETE one's.
     return [t if t.state != TrialState.COMPLETE else optuna.trial.create_trial(
         state=TrialState.PRUNED, value=t.value, params=t.params, distributions=t.distributions,
         intermediate_values=t.intermediate_values, user_attrs=t.user_attrs) for t in trials], []
 
 
-def _top_k(trials, same_fidelity: bool, k: int, run_length: str | None):
-    if same_fidelity:  # results this search would measure again: they enter as they are
-        return trials, []
+def _top_k(trials, k: int, run_length: str | None):
     return [], best_configs(trials, k, run_length)
 
 
@@ -158,10 +155,13 @@ def apply_fidelity(mapping: Mapping, fidelity: str, *, same_fidelity: bool, k: i
                    run_length: str | None = EPOCHS_PARAM) -> tuple[list[optuna.trial.FrozenTrial], list[dict]]:
     """The rule ``fidelity`` of FIDELITY on the mapped trials: (trials to add to the study, configs to enqueue).
 
-    ``k``: at most this many configs enqueued (the new search's start-up trials); ``run_length``: the
-    parameter that sets a trial's epochs, left out of an enqueued config.
+    ``same_fidelity``: the results are at this search's own fidelity, and enter as they were, whatever
+    the rule. ``k``: at most this many configs enqueued (the new search's start-up trials);
+    ``run_length``: the parameter that sets a trial's epochs, left out of an enqueued config.
     """
-    return FIDELITY[fidelity](mapping.trials, same_fidelity, k, run_length)
+    if same_fidelity:
+        return mapping.trials, []
+    return FIDELITY[fidelity](mapping.trials, k, run_length)
 
 
 def load_warm_trials(config: SearchConfig, run_dir: Path, data_info: dict, space=None,

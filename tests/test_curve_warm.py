@@ -12,15 +12,21 @@ from benchmarks.curves import protocol, testbed, warm
 from search.warm_start import DEFAULT_FIDELITY
 
 ALEXNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "opda-alexnet" / "alexnet_tuning.results.jsonl"
-needs_alexnet = pytest.mark.skipif(not ALEXNET.exists(), reason=f"opda's AlexNet data is not at {ALEXNET}")
 
 
-@needs_alexnet
-def test_a_cheap_search_warm_starts_the_real_one_on_a_slice_of_the_alexnet_table(tmp_path):
-    # "AlexNet Hyperparameter Tuning Data © 2025 by Nicholas Lourie", CC BY-SA 4.0: its first 64 lines, read in place.
+@pytest.fixture
+def alexnet_slice(tmp_path):
+    """opda's table ("AlexNet Hyperparameter Tuning Data © 2025 by Nicholas Lourie", CC BY-SA 4.0): its first 64
+    lines, read in place, as a testbed."""
+    if not ALEXNET.exists():
+        pytest.skip(f"opda's AlexNet data is not at {ALEXNET}")
     path = tmp_path / "alexnet-slice.jsonl"
     path.write_text("\n".join(ALEXNET.read_text().splitlines()[:64]) + "\n")
-    bed = testbed.load(str(path))
+    return testbed.load(str(path))
+
+
+def test_a_cheap_search_warm_starts_the_real_one_on_a_slice_of_the_alexnet_table(alexnet_slice):
+    bed = alexnet_slice
     _, planned, max_t = warm.cheap_bed(bed)
     assert (planned, max_t) == (list(range(20, 31)), 30)  # the cheap search plans 20 to 30 epochs of the 20 to 100
     runs = {r["arm"]: r for r in warm.run_setting(bed, seed=0, budget=4, workers=2, rules=["lower_rung", "as_is"],
@@ -43,12 +49,8 @@ def test_a_cheap_search_warm_starts_the_real_one_on_a_slice_of_the_alexnet_table
         [0.126999, 0.118166, 0.126999, 0.118166, 0.126999, 0.101811], abs=1e-6)
 
 
-@needs_alexnet
-def test_top_k_enqueues_the_cheap_searchs_best_configs_and_keeps_none_of_its_results(tmp_path):
-    path = tmp_path / "alexnet-slice.jsonl"  # as above: opda's AlexNet table, CC BY-SA 4.0, its first 64 lines
-    path.write_text("\n".join(ALEXNET.read_text().splitlines()[:64]) + "\n")
-    bed = testbed.load(str(path))
-    runs = {r["arm"]: r for r in warm.run_setting(bed, seed=0, budget=4, workers=2, rules=["top_k", "as_is"])}
+def test_top_k_enqueues_the_cheap_searchs_best_configs_and_keeps_none_of_its_results(alexnet_slice):
+    runs = {r["arm"]: r for r in warm.run_setting(alexnet_slice, seed=0, budget=4, workers=2, rules=["top_k", "as_is"])}
     # The cheap search's 3 finished trials: 3 results for as_is; its COMPLETE ones (within k = 4) enqueued by top_k.
     assert [runs[a]["warm_trials"] for a in ("warm_as_is", "warm_top_k", "warm_top_k_counted")] == [3, 2, 2]
     # Enqueued configs are the real search's own trials, within its --num-samples.
