@@ -22,7 +22,7 @@ import spaces
 from model.config import DataConfig, RunConfig
 from model.data import CIFAR10Data
 from model.flags import check_choices, check_finite, config_from_dict, field_default, flag_name, setting
-from spaces.budget import default_grace_period
+from spaces.budget import EARLY_RUNGS, default_grace_period
 
 from .constants import STUDY_DB
 from .errors import SearchError
@@ -96,6 +96,9 @@ class SearchConfig(DataConfig):
                                        default_text="--max-epochs / 2, at least 1 (spaces/budget.py)")
     reduction_factor: float = setting(3, "ASHA keeps the top 1/R of trials at each rung (rungs at G, G*R, G*R^2 ... "
                                          "epochs)")
+    early_rungs: int = setting(EARLY_RUNGS, "ASHA rungs below --grace-period, R apart, each of which stops trials only "
+                                            "once the best finished trials would all have passed it (0: none; "
+                                            "docs/budget.md)")
     rungs: str = setting("fraction", "where a trial meets ASHA's rungs: at the same fraction of its own planned epochs "
                                      "(fair to trials whose space sets fewer epochs; the same as 'epochs' when every "
                                      "trial runs --max-epochs), or at the same epochs for every trial (Ray's ASHA)",
@@ -157,6 +160,8 @@ class SearchConfig(DataConfig):
             raise SearchError(f"--grace-period {self.grace_period} is larger than --max-epochs {self.max_epochs}")
         if self.reduction_factor <= 1:
             raise SearchError(f"--reduction-factor must be > 1, got {self.reduction_factor}")
+        if self.early_rungs < 0:
+            raise SearchError(f"--early-rungs must be >= 0 (0: none), got {self.early_rungs}")
         if self.cpus_per_trial <= 0:
             raise SearchError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
         if self.gpus_per_trial is not None and self.gpus_per_trial < 0:

@@ -54,6 +54,13 @@ def default_grace_period(max_epochs: int) -> int:
     return max(1, max_epochs // 2)
 
 
+# Below the grace period, two more rungs (G/3 and G/9 at R = 3), each of which stops trials only once the best
+# finished trials show the space's early epochs rank configs as their ends do (search/tune/scheduler.py). On opda's
+# AlexNet curves they lowered the final regret at budget 100 and left CIFAR's searches as they were
+# (benchmarks/README.md, issue 33; docs/budget.md).
+EARLY_RUNGS = 2
+
+
 @dataclass(frozen=True)
 class Budget:
     """What one trial can spend: epochs, and the training images each epoch sees."""

@@ -17,7 +17,7 @@ import spaces
 from search.config import SearchConfig
 from search.sampler import make_sampler
 from search.study import create_study, enqueue_recipes, open_storage
-from search.tune.scheduler import StudyASHA
+from search.tune.scheduler import PASSED_EARLY, StudyASHA, evidence
 from search.tune.searcher import STUDY_TRIAL, StudySearcher, study_number, trial_params
 from search.tune.tuner import make_scheduler
 
@@ -324,3 +324,60 @@ def test_a_short_trial_meeting_two_rungs_at_one_epoch_must_pass_both(tmp_path):
         searcher.on_trial_result(trial.trial_id, res)
     # 0.7 passes the first rung ([0.5, 0.6]: cutoff 0.567) but not the second ([0.9, 0.95]: 0.933).
     assert asha.on_trial_result(None, c, result(1, 0.7, planned_epochs=2)) == TrialScheduler.STOP
+
+
+def nine_epochs_space(trial):
+    trial.suggest_float("lr", 1e-3, 1.0, log=True)
+
+
+@pytest.mark.parametrize("best_ranked_low_early", [False, True], ids=["early-ranks-hold", "early-ranks-fail"])
+def test_an_early_rung_stops_trials_only_once_the_best_finished_trials_would_all_have_passed_it(
+        tmp_path, best_ranked_low_early):
+    # max_t 9, grace 3, R 3: the rung at epoch 3, and one early rung below it, at epoch 1. Ten trials stopped at
+    # epoch 3, five finished; the finished ones' values at epoch 1 decide whether the early rung may stop trials.
+    storage = open_storage(tmp_path)
+    study = create_study(storage, "nine_epochs_space", make_sampler("random", 0, 4))
+    searcher = StudySearcher(study, storage, nine_epochs_space, num_samples=100, max_t=9)
+
+    def scheduler():  # a new one over the same study, as a resumed search builds it
+        return StudyASHA(study, storage, max_t=9, grace_period=3, reduction_factor=3, fractional=True, early_rungs=1)
+
+    asha = scheduler()
+    # At R = 3 five finished trials must pass: a rung that knew nothing would pass them all with chance 1/243.
+    assert asha.early == [1.0] and asha.milestones == [3] and asha.evidence == evidence(3) == 5
+    stopped = [0.1, 0.2, 0.3, 0.15, 0.25, 0.12, 0.18, 0.22, 0.28, 0.14]  # at epochs 1-3, all under the finished
+    finished = {0.9: 0.2 if best_ranked_low_early else 0.75, 0.85: 0.7, 0.8: 0.65, 0.78: 0.6, 0.76: 0.55}
+    curves = [[(e, v) for e in (1, 2, 3)] for v in stopped]
+    curves += [[(1, first), *((e, final) for e in range(2, 10))] for final, first in finished.items()]
+    for i, curve in enumerate(curves):
+        assert asha.early_rung_earned(0) is False  # fewer than five finished trials: it may stop nobody
+        searcher.suggest(f"t{i}")
+        for epoch, acc in curve[:-1]:
+            searcher.on_trial_result(f"t{i}", result(epoch, acc))
+        searcher.on_trial_complete(f"t{i}", result(*curve[-1]))
+    assert sorted(t.value for t in study.trials if t.state == TrialState.COMPLETE) == sorted(finished)
+    assert not any(t.user_attrs.get(PASSED_EARLY) for t in study.trials)
+
+    # Three more trials reach epoch 1 while running together, each decision read from the study in Tune's order;
+    # the second by a new scheduler over the same study, as a resumed search would decide it.
+    decisions = []
+    for i, (decider, acc) in enumerate(zip((asha, scheduler(), asha), (0.35, 0.8, 0.45))):
+        trial = fake_trial(searcher.suggest(f"late{i}")[STUDY_TRIAL]["number"])
+        decisions.append(decider.on_trial_result(None, trial, result(1, acc)))
+        if decisions[-1] == TrialScheduler.STOP:
+            searcher.on_trial_complete(f"late{i}", result(1, acc))
+        else:
+            searcher.on_trial_result(f"late{i}", result(1, acc))
+    late = study.trials[len(curves):]
+    if best_ranked_low_early:
+        # The best finished trial was 0.2 at epoch 1: the rung would have stopped it, so it stops nobody.
+        assert asha.early_rung_earned(0) is False
+        assert decisions == [TrialScheduler.CONTINUE] * 3
+        assert [t.state for t in late] == [TrialState.RUNNING] * 3
+    else:
+        # Each is cut at the top third of the others' values at epoch 1: 0.383 of the fifteen before it stops
+        # 0.35; 0.8 goes on; 0.483 of the seventeen stops 0.45.
+        assert asha.early_rung_earned(0) is True
+        assert decisions == [TrialScheduler.STOP, TrialScheduler.CONTINUE, TrialScheduler.STOP]
+        assert [t.state for t in late] == [TrialState.PRUNED, TrialState.RUNNING, TrialState.PRUNED]
+        assert [t.user_attrs.get(PASSED_EARLY) for t in late] == [None, [0], None]

@@ -23,6 +23,18 @@ too, and a long one is not judged early in its schedule against short ones near 
 theirs. With rungs in epochs (Ray's, ``--rungs epochs``) every trial meets a rung at the same
 epoch. When every trial plans ``max_t`` epochs the two are the same rungs.
 
+Early rungs (``--early-rungs K``, 2 by default) are K more rungs below the grace period, ``G/R,
+G/R^2, ...`` (at least one epoch), that stop a trial only once the study has *earned* them: its
+best finished trials, as many as ``evidence(R)``, reached the rung and every one of them is in the
+top ``1/R`` of the other trials' values there, so the rung would have let them all through. Early
+epochs rank configs as their ends do on some spaces and not on others: opda's AlexNet runs keep
+95% of their final top tenth in the top third at a ninth of the run, this project's one-cycle
+CIFAR runs 62%, and its recipe, the table's second best, ranks low at epoch 2. The finished trials
+are the only evidence of which kind the searched space is; until they say so, an early rung
+stops nothing and the search is ASHA from the grace period. Whether a rung is earned is read from
+the study at each decision, so a resumed search decides as the interrupted one would have. What
+it gains and does not (benchmarks/README.md, issue 33): docs/budget.md.
+
 It runs only the trials of a ``StudySearcher`` (their config names the study's trial), and
 decides on ``val_acc``, maximised: another searcher, metric or mode is refused in one line.
 """
@@ -33,6 +45,7 @@ import math
 
 import numpy as np
 import optuna
+from optuna.trial import TrialState
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from ..constants import METRIC, MODE
@@ -40,6 +53,15 @@ from ..study import DIVERGED, EPOCH, EPOCHS_PARAM, PLANNED_EPOCHS, StudyTrial, o
 from .searcher import study_number
 
 PASSED_RUNGS = "asha_passed"  # a trial's user attribute: the rungs (0 = the first) at which StudyASHA let it go on
+PASSED_EARLY = "asha_passed_early"  # the same for the early rungs (0 = the highest, the one below the grace period)
+# An early rung is earned when this many best finished trials would all pass it: so many that a rung whose values
+# say nothing of the ends (each trial passing with chance 1/R) passes them all with a chance of at most 1%.
+CHANCE = 0.01
+
+
+def evidence(reduction_factor: float) -> int:
+    """The best finished trials that must all pass an early rung before it stops trials: 5 at R = 3, 7 at R = 2."""
+    return math.ceil(math.log(CHANCE) / math.log(1 / reduction_factor) - 1e-9)
 
 
 def asha_rungs(max_epochs: int, grace_period: int | None, reduction_factor: float | None) -> list[float]:
@@ -48,6 +70,14 @@ def asha_rungs(max_epochs: int, grace_period: int | None, reduction_factor: floa
         return []
     count = int(math.log(max_epochs / grace_period) / math.log(reduction_factor) + 1)
     return [m for m in (grace_period * reduction_factor ** k for k in range(count)) if m < max_epochs]
+
+
+def early_milestones(milestones: list[float], reduction_factor: float, count: int) -> list[float]:
+    """``count`` early rungs below the first of ``milestones``, a factor ``reduction_factor`` apart, highest first,
+    of at least 1 epoch."""
+    if not milestones:
+        return []
+    return [m for m in (milestones[0] / reduction_factor ** k for k in range(1, count + 1)) if m >= 1]
 
 
 def planned_epochs(params: dict, max_t: int) -> int:
@@ -73,11 +103,12 @@ class StudyASHA(FIFOScheduler):
     """ASHA with one bracket, on Tune's public scheduler interface; FIFO's order of starting trials."""
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, *, max_t: int, grace_period: int,
-                 reduction_factor: float, fractional: bool = False) -> None:
+                 reduction_factor: float, fractional: bool = False, early_rungs: int = 0) -> None:
         super().__init__()
         self.study, self.storage, self.max_t, self.reduction_factor = study, storage, max_t, reduction_factor
-        self.fractional = fractional
+        self.fractional, self.evidence = fractional, evidence(reduction_factor)
         self.milestones = asha_rungs(max_t, grace_period, reduction_factor)
+        self.early = early_milestones(self.milestones, reduction_factor, early_rungs)
         # The rungs of a trial that plans max_t epochs.
         self.rung_epochs = sorted({e for e in rung_epochs(self.milestones, max_t, max_t, fractional) if e})
 
@@ -101,9 +132,14 @@ class StudyASHA(FIFOScheduler):
         if epoch >= self.max_t:
             return TrialScheduler.STOP
         planned = min(int(result.get(PLANNED_EPOCHS) or self.max_t), self.max_t)
+        number = study_number(trial)
+        for rung, at in enumerate(rung_epochs(self.early, planned, self.max_t, self.fractional)):
+            if at == epoch and self.early_rung_earned(rung) and \
+                    self._decide(self.early, PASSED_EARLY, number, result[METRIC], rung) == TrialScheduler.STOP:
+                return TrialScheduler.STOP
         for rung, at in enumerate(rung_epochs(self.milestones, planned, self.max_t, self.fractional)):
             # A trial of few epochs may meet two milestones at one epoch: it must pass both.
-            if at == epoch and self.decide(study_number(trial), epoch, result[METRIC], rung) == TrialScheduler.STOP:
+            if at == epoch and self.decide(number, epoch, result[METRIC], rung) == TrialScheduler.STOP:
                 return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
@@ -114,23 +150,45 @@ class StudyASHA(FIFOScheduler):
         """
         if rung is None:
             rung = rung_epochs(self.milestones, self.max_t, self.max_t, self.fractional).index(epoch)
-        others = []
+        return self._decide(self.milestones, PASSED_RUNGS, number, value, rung)
+
+    def values_at(self, milestones: list[float], rung: int) -> dict[int, float]:
+        """Every trial's intermediate value at its own epoch of ``milestones[rung]``, by trial number."""
+        values = {}
         for t in own_trials(self.study):
-            if t.number == number:
-                if rung in t.user_attrs.get(PASSED_RUNGS, ()):
-                    return TrialScheduler.CONTINUE  # it passed this rung before an interruption
-                continue
-            at = rung_epochs(self.milestones, planned_epochs(t.params, self.max_t), self.max_t, self.fractional)[rung]
+            at = rung_epochs(milestones, planned_epochs(t.params, self.max_t), self.max_t, self.fractional)[rung]
             if at is not None and t.intermediate_values.get(at) is not None:
-                others.append(t.intermediate_values[at])
-        if others and value < np.nanpercentile(others, (1 - 1 / self.reduction_factor) * 100):
-            return TrialScheduler.STOP
+                values[t.number] = t.intermediate_values[at]
+        return values
+
+    def cutoff(self, values: dict[int, float], number: int) -> float | None:
+        """The value trial ``number`` must reach to go on: Ray's percentile of the other trials' ``values``."""
+        others = [v for n, v in values.items() if n != number]
+        return float(np.nanpercentile(others, (1 - 1 / self.reduction_factor) * 100)) if others else None
+
+    def _decide(self, milestones: list[float], passed_attr: str, number: int, value: float, rung: int) -> str:
         trial = StudyTrial(self.storage, self.study, number)
+        if rung in trial.user_attrs.get(passed_attr, ()):
+            return TrialScheduler.CONTINUE  # it passed this rung before an interruption
+        cut = self.cutoff(self.values_at(milestones, rung), number)
+        if cut is not None and value < cut:
+            return TrialScheduler.STOP
         # By rung, not epoch: a short trial may meet two rungs at one epoch, and must pass both.
-        trial.set_user_attr(PASSED_RUNGS, sorted({*trial.user_attrs.get(PASSED_RUNGS, ()), rung}))
+        trial.set_user_attr(passed_attr, sorted({*trial.user_attrs.get(passed_attr, ()), rung}))
         return TrialScheduler.CONTINUE
+
+    def early_rung_earned(self, rung: int) -> bool:
+        """Whether early rung ``rung`` may stop trials now: the study's ``evidence`` best finished trials (of those
+        that reached it) would all pass it today. A function of the study alone, so a resume decides the same."""
+        values = self.values_at(self.early, rung)
+        finished = sorted((t for t in own_trials(self.study, states=(TrialState.COMPLETE,)) if t.number in values),
+                          key=lambda t: t.value, reverse=True)[:self.evidence]
+        return len(finished) == self.evidence and all(values[t.number] >= self.cutoff(values, t.number)
+                                                      for t in finished)
 
     def debug_string(self) -> str:
         where = (f"at {', '.join(f'{m / self.max_t:.3g}' for m in self.milestones)} of each trial's epochs"
                  if self.fractional else f"at epochs {self.rung_epochs} of {self.max_t}")
-        return f"StudyASHA: rungs {where}, keeping the top 1/{self.reduction_factor:g}"
+        early = (f"; early rungs at {', '.join(f'{m / self.max_t:.3g}' for m in self.early)} once earned"
+                 if self.early else "")
+        return f"StudyASHA: rungs {where}, keeping the top 1/{self.reduction_factor:g}{early}"

@@ -35,7 +35,8 @@ def make_scheduler(config: SearchConfig, study: optuna.Study,
     if config.scheduler != "asha":
         return FIFOScheduler()
     return StudyASHA(study, storage, max_t=config.max_epochs, grace_period=config.grace_period,
-                     reduction_factor=config.reduction_factor, fractional=config.rungs == "fraction")
+                     reduction_factor=config.reduction_factor, fractional=config.rungs == "fraction",
+                     early_rungs=config.early_rungs)
 
 
 def make_tuner(config: SearchConfig, storage_path: str, trainable, searcher: StudySearcher, scheduler, *,
