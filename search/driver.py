@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 import spaces
 from model.data import CIFAR10Data
-from spaces.asks import inspect_space
+from spaces.asks import inspect_space, longest
 from spaces.budget import PAPER_IMAGES, Budget, BudgetPlan, plan_budget
 from spaces.narrow import narrow_space
 from spaces.recipe import fit_recipe
@@ -40,8 +40,8 @@ from . import signals
 from .signals import resume_line, say_once, stop_on_signals
 from .state import (CONFIG, FINISHED, INTERRUPTED, TIME_BUDGET_HIT, WALL_SECONDS, any_trial_started, inspect_study,
                     read_record, record_end, record_start, save_record)
-from .study import (ERROR, FAIL_REASON, count_trials, create_study, enqueue_recipes, open_storage, own_trials,
-                    prune_cut_by_budget)
+from .study import (EPOCHS_PARAM, ERROR, FAIL_REASON, count_trials, create_study, enqueue_recipes, open_storage,
+                    own_trials, prune_cut_by_budget)
 from .warm_start import WarmStart, load_warm_trials
 from .weights import resolve_weights
 
@@ -159,10 +159,20 @@ def plan_space(config: SearchConfig, space_fn, info, archs_allowed: list[str] | 
     return space, narrowed, points, budget
 
 
+def check_searched_epochs(info, config: SearchConfig) -> None:
+    """A space may search ``epochs`` (each trial then completes at its own end; ASHA's rungs are on the fraction of
+    each trial's epochs), up to ``--max-epochs``, ASHA's ``max_t``: a full trial."""
+    if EPOCHS_PARAM in info.distributions and longest(info.distributions[EPOCHS_PARAM]) > config.max_epochs:
+        raise SearchError(f"space {config.space} searches {EPOCHS_PARAM} up to "
+                          f"{longest(info.distributions[EPOCHS_PARAM]):g}, more than --max-epochs {config.max_epochs}:"
+                          f" raise --max-epochs to it (a full trial) or lower the space's bound")
+
+
 def _search(config: SearchConfig, resume: bool, out: Path, storage_path: str) -> SearchResult:
     t_start = time.perf_counter()  # --time-budget counts from here: data, Ray and preflight included
     space_fn = spaces.get_space(config.space)
     info = inspect_space(space_fn, config.space)
+    check_searched_epochs(info, config)
     # Only the architectures --choices leaves: offline with resnet18's weights cached, arch=resnet18 needs no other.
     archs = [a for a in info.archs if a in config.choices.get("arch", info.archs)] or info.archs
     weights = resolve_weights(config.space, config.weights, archs)

@@ -2,7 +2,7 @@
 
 Example::
 
-    python -m search.retrain runs/scratch                 # the search's --max-epochs
+    python -m search.retrain runs/scratch                 # the search's --max-epochs (a searched epochs: the best's)
     python -m search.retrain runs/scratch --epochs 60
     python -m search.retrain runs/scratch --compile      # torch.compile the model (whatever the search did)
 
@@ -35,7 +35,8 @@ from .constants import BEST, BEST_CONFIG, BEST_HISTORY, BEST_METRICS, BEST_MODEL
 from .errors import SearchError
 from .ray_start import trial_device
 from .retrain_plan import replan_best
-from .results import BEST_RUN_CONFIG, BEST_TRIAL, BEST_VAL_ACC
+from .results import BEST_PARAMS, BEST_RUN_CONFIG, BEST_TRIAL, BEST_VAL_ACC
+from .study import EPOCHS_PARAM
 
 
 def load_best_model(out: str | Path) -> ResNet:
@@ -113,7 +114,8 @@ def retrain_run(out: str | Path, epochs: int | None = None, data: CIFAR10Data | 
         raise FileNotFoundError(f"{best_path} not found: the search in {out} has no trial that ran all epochs yet")
     best = json.loads(best_path.read_text())
     if epochs is None:
-        epochs = SearchConfig.from_run(out).max_epochs
+        # A space that searched the epochs chose them with the rest of the config: the retrain keeps them.
+        epochs = (best.get(BEST_PARAMS) or {}).get(EPOCHS_PARAM) or SearchConfig.from_run(out).max_epochs
     data = data if data is not None else load_search_data(out)
     best = replan_best(out, best, epochs, data)  # the trials' budget rules, re-planned for the retrain's length
     device = trial_device(gpus)
@@ -152,7 +154,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.retrain", description="Retrain a search's best config and "
                                 "test it once", add_help=add_help)
     p.add_argument("run_dir", help="the search's --out folder (holding best/config.json and study.db)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the search's --max-epochs)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the search's --max-epochs, or the best "
+                   "trial's own where the space searched them)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model, or not with --no-compile (default: as the search did)")

@@ -17,7 +17,7 @@ import optuna
 _SAMPLES = 32
 
 
-SEARCH_OWNED = ("epochs", "seed", "device")  # RunConfig fields every trial of a search gets from the search
+SEARCH_OWNED = ("seed", "device")  # RunConfig fields every trial of a search gets from the search
 
 
 def sample_space(space, n: int, seed: int = 0) -> list[optuna.trial.FrozenTrial]:
@@ -68,12 +68,19 @@ def inspect_space(space, name: str = "space") -> SpaceInfo:
                          f"not RunConfig fields; valid: {', '.join(sorted(fields))}")
     owned = [p for p in params if p in SEARCH_OWNED]
     if owned:
-        raise ValueError(f"space {name} suggests {', '.join(owned)}, which the search sets (--max-epochs, --seed, "
-                         "the device from the trial's resources); remove them from the space")
+        raise ValueError(f"space {name} suggests {', '.join(owned)}, which the search sets (--seed, the device from "
+                         "the trial's resources); remove them from the space")
     categorical = {n: list(d.choices) for n, d in distributions.items()
                    if isinstance(d, optuna.distributions.CategoricalDistribution)}
     always = frozenset(p for p in params if all(p in t.params for t in trials))
     return SpaceInfo(tuple(params), distributions, categorical, always)
+
+
+def longest(distribution) -> float:
+    """The largest value ``distribution`` can give (a space that searches ``epochs``: its longest trial)."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return max(distribution.choices)
+    return distribution.high
 
 
 def holds(distribution, value) -> bool:

@@ -326,19 +326,19 @@ def flaky(trial):
         sys.exit(3)
 
 
-def owns_epochs(trial):
+def owns_seed(trial):
     trial.suggest_float("lr", 0.01, 0.1, log=True)
-    trial.suggest_int("epochs", 1, 3)
+    trial.suggest_int("seed", 1, 3)
 '''
 
 
 def test_a_space_suggesting_what_the_search_owns_is_refused(tmp_path, capsys, image_folder):
     (tmp_path / "my_spaces.py").write_text(FLAKY_SPACE)
-    argv = ["--space", f"{tmp_path / 'my_spaces.py'}:owns_epochs", "--data", str(image_folder), "--val-size", "200",
+    argv = ["--space", f"{tmp_path / 'my_spaces.py'}:owns_seed", "--data", str(image_folder), "--val-size", "200",
             "--out", str(tmp_path / "o")]
     assert main(get_args_parser().parse_args(argv)) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "suggests epochs, which the search sets" in err[0], err
+    assert len(err) == 1 and "suggests seed, which the search sets" in err[0], err
 
 
 @pytest.mark.slow
