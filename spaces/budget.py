@@ -54,11 +54,12 @@ def default_grace_period(max_epochs: int) -> int:
     return max(1, max_epochs // 2)
 
 
-# Below the grace period, two more rungs (G/3 and G/9 at R = 3), each of which stops trials only once the best
-# finished trials show the space's early epochs rank configs as their ends do (search/tune/scheduler.py). On opda's
-# AlexNet curves they lowered the final regret at budget 100 and left CIFAR's searches as they were
-# (benchmarks/README.md, issue 33; docs/budget.md).
-EARLY_RUNGS = 2
+# ASHA's early rungs (--early-rungs K: K rungs below the grace period, each stopping trials only once the best
+# finished trials show that early epochs rank configs as their ends do; search/tune/scheduler.py): none by default.
+# Chosen as the default on AlexNet and CIFAR, they made the held-out DeBERTa searches worse at all 8 settings, since
+# a search of a fixed --num-samples whose trials got cheaper stopped with up to half its budget unspent
+# (benchmarks/README.md, "Early rungs that the study earns"; docs/budget.md).
+EARLY_RUNGS = 0
 
 
 @dataclass(frozen=True)

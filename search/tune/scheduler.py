@@ -23,7 +23,7 @@ too, and a long one is not judged early in its schedule against short ones near 
 theirs. With rungs in epochs (Ray's, ``--rungs epochs``) every trial meets a rung at the same
 epoch. When every trial plans ``max_t`` epochs the two are the same rungs.
 
-Early rungs (``--early-rungs K``, 2 by default) are K more rungs below the grace period, ``G/R,
+Early rungs (``--early-rungs K``, none by default) are K more rungs below the grace period, ``G/R,
 G/R^2, ...`` (at least one epoch), that stop a trial only once the study has *earned* them: its
 best finished trials, as many as ``evidence(R)``, reached the rung and every one of them is in the
 top ``1/R`` of the other trials' values there, so the rung would have let them all through. Early
@@ -32,8 +32,8 @@ epochs rank configs as their ends do on some spaces and not on others: opda's Al
 CIFAR runs 62%, and its recipe, the table's second best, ranks low at epoch 2. The finished trials
 are the only evidence of which kind the searched space is; until they say so, an early rung
 stops nothing and the search is ASHA from the grace period. Whether a rung is earned is read from
-the study at each decision, so a resumed search decides as the interrupted one would have. What
-it gains and does not (benchmarks/README.md, issue 33): docs/budget.md.
+the study at each decision, so a resumed search decides as the interrupted one would have. Why
+they are not the default (they made the held-out DeBERTa searches worse): docs/budget.md.
 
 It runs only the trials of a ``StudySearcher`` (their config names the study's trial), and
 decides on ``val_acc``, maximised: another searcher, metric or mode is refused in one line.
