@@ -97,8 +97,8 @@ class SearchConfig(DataConfig):
     reduction_factor: float = setting(3, "ASHA keeps the top 1/R of trials at each rung (rungs at G, G*R, G*R^2 ... "
                                          "epochs)")
     early_rungs: int = setting(EARLY_RUNGS, "ASHA rungs below --grace-period, R apart, each of which stops trials only "
-                                            "once the best finished trials would all have passed it (not the default: "
-                                            "see docs/budget.md)")
+                                            "once the best finished trials would all have passed it; off by default, "
+                                            "since they left budget unspent (docs/budget.md)")
     rungs: str = setting("fraction", "where a trial meets ASHA's rungs: at the same fraction of its own planned epochs "
                                      "(fair to trials whose space sets fewer epochs; the same as 'epochs' when every "
                                      "trial runs --max-epochs), or at the same epochs for every trial (Ray's ASHA)",
