@@ -57,7 +57,7 @@ def default_grace_period(max_epochs: int) -> int:
 # ASHA's early rungs (--early-rungs K: K rungs below the grace period, each stopping trials only once the best
 # finished trials show that early epochs rank configs as their ends do; search/tune/scheduler.py): none by default.
 # Chosen as the default on AlexNet and CIFAR, they made the held-out DeBERTa searches worse at all 8 settings, since
-# a search of a fixed --num-samples whose trials got cheaper stopped with up to half its budget unspent
+# a search of a fixed --num-samples whose trials got cheaper stopped with 27-57% of its budget unspent
 # (benchmarks/README.md, "Early rungs that the study earns"; docs/budget.md).
 EARLY_RUNGS = 0
 
