@@ -134,8 +134,11 @@ class StudyASHA(FIFOScheduler):
         planned = min(int(result.get(PLANNED_EPOCHS) or self.max_t), self.max_t)
         number = study_number(trial)
         for rung, at in enumerate(rung_epochs(self.early, planned, self.max_t, self.fractional)):
-            if at == epoch and self.early_rung_earned(rung) and \
-                    self._decide(self.early, PASSED_EARLY, number, result[METRIC], rung) == TrialScheduler.STOP:
+            if at != epoch:
+                continue
+            values = self.values_at(self.early, rung)  # read once: whether the rung is earned, then the decision
+            if self.early_rung_earned(values) and \
+                    self._decide(values, PASSED_EARLY, number, result[METRIC], rung) == TrialScheduler.STOP:
                 return TrialScheduler.STOP
         for rung, at in enumerate(rung_epochs(self.milestones, planned, self.max_t, self.fractional)):
             # A trial of few epochs may meet two milestones at one epoch: it must pass both.
@@ -150,7 +153,7 @@ class StudyASHA(FIFOScheduler):
         """
         if rung is None:
             rung = rung_epochs(self.milestones, self.max_t, self.max_t, self.fractional).index(epoch)
-        return self._decide(self.milestones, PASSED_RUNGS, number, value, rung)
+        return self._decide(self.values_at(self.milestones, rung), PASSED_RUNGS, number, value, rung)
 
     def values_at(self, milestones: list[float], rung: int) -> dict[int, float]:
         """Every trial's intermediate value at its own epoch of ``milestones[rung]``, by trial number."""
@@ -166,21 +169,22 @@ class StudyASHA(FIFOScheduler):
         others = [v for n, v in values.items() if n != number]
         return float(np.nanpercentile(others, (1 - 1 / self.reduction_factor) * 100)) if others else None
 
-    def _decide(self, milestones: list[float], passed_attr: str, number: int, value: float, rung: int) -> str:
+    def _decide(self, values: dict[int, float], passed_attr: str, number: int, value: float, rung: int) -> str:
+        """STOP or CONTINUE for trial ``number`` reaching ``rung`` with ``value``; ``values``: every trial's there."""
         trial = StudyTrial(self.storage, self.study, number)
         if rung in trial.user_attrs.get(passed_attr, ()):
             return TrialScheduler.CONTINUE  # it passed this rung before an interruption
-        cut = self.cutoff(self.values_at(milestones, rung), number)
+        cut = self.cutoff(values, number)
         if cut is not None and value < cut:
             return TrialScheduler.STOP
         # By rung, not epoch: a short trial may meet two rungs at one epoch, and must pass both.
         trial.set_user_attr(passed_attr, sorted({*trial.user_attrs.get(passed_attr, ()), rung}))
         return TrialScheduler.CONTINUE
 
-    def early_rung_earned(self, rung: int) -> bool:
-        """Whether early rung ``rung`` may stop trials now: the study's ``evidence`` best finished trials (of those
-        that reached it) would all pass it today. A function of the study alone, so a resume decides the same."""
-        values = self.values_at(self.early, rung)
+    def early_rung_earned(self, values: dict[int, float]) -> bool:
+        """Whether an early rung may stop trials now, ``values`` being every trial's there (``values_at``): the
+        study's ``evidence`` best finished trials (of those that reached it) would all pass it today. A function
+        of the study alone, so a resume decides the same."""
         finished = sorted((t for t in own_trials(self.study, states=(TrialState.COMPLETE,)) if t.number in values),
                           key=lambda t: t.value, reverse=True)[:self.evidence]
         return len(finished) == self.evidence and all(values[t.number] >= self.cutoff(values, t.number)
