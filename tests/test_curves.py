@@ -413,3 +413,33 @@ def test_the_command_writes_the_tables_and_merging_its_runs_reproduces_them(tmp_
             assert merged[key]["arms"][arm]["final_per_seed"] == one[key]["arms"][arm]["final_per_seed"]
     report = (tmp_path / "m" / "report.md").read_text()
     assert "**The goal**" in report and "| tpe_asha_no_liar |" in report
+    # Each setting's goal carries what it allows at best, from the table's recorded runs (bound.py).
+    allowed = merged["surrogate-budget4-w2"]["goal"]["best_allowed"]
+    assert allowed is None or allowed["max_speedup_seconds"] > 0
+    assert "at most in time" in report
+
+
+def test_the_best_a_setting_allows_is_read_from_the_cheapest_and_quickest_recorded_run_that_good():
+    from types import SimpleNamespace
+
+    from benchmarks.curves.bound import best_allowed
+
+    # Regret is normalised by the finished runs' best (0.9) and worst (0.5) final metric.
+    long_best = Curve(0, {}, val_acc=[0.5] * 9 + [0.9], seconds=[2.0] * 10)
+    short_good = Curve(1, {}, val_acc=[0.6, 0.7, 0.8, 0.85], seconds=[3.0] * 4, planned=4)  # regret 0.125, 12 s
+    worst = Curve(2, {}, val_acc=[0.5] * 10, seconds=[1.0] * 10)
+    diverged = Curve(3, {}, val_acc=[0.95, 0.95], seconds=[0.1, 0.1], diverged=True)  # never counts
+    unfinished = Curve(4, {}, val_acc=[0.9] * 3, seconds=[0.1] * 3)  # planned 10, ran 3: never counts
+    bed = SimpleNamespace(curves=[long_best, short_good, worst, diverged, unfinished],
+                          planned_epochs=lambda params: 10, finals=lambda: (0.9, 0.5))
+
+    # At random search's level 0.125, both good runs qualify: the cheapest takes 4 epochs, the quickest 12 s.
+    a = best_allowed(bed, 0.125, workers=4, reach_epochs=80.0, reach_seconds=60.0, budget_epochs=200.0)
+    assert (a["runs_at_or_below"], a["cheapest_run_epochs"], a["quickest_run_seconds"]) == (2, 4, 12.0)
+    assert a["first_wave_epochs"] == 16 and a["first_wave_share"] == pytest.approx(0.08)
+    assert a["max_speedup_epochs"] == pytest.approx(5.0) and a["max_speedup_seconds"] == pytest.approx(5.0)
+    # At level 0 only the long run qualifies (10 epochs, 20 s); below it, no recorded run does.
+    a = best_allowed(bed, 0.0, workers=16, reach_epochs=80.0, reach_seconds=60.0, budget_epochs=200.0)
+    assert (a["cheapest_run_epochs"], a["quickest_run_seconds"], a["first_wave_share"]) == (10, 20.0, 0.8)
+    assert a["max_speedup_epochs"] == pytest.approx(0.5) and a["max_speedup_seconds"] == pytest.approx(3.0)
+    assert best_allowed(bed, -0.01, workers=4, reach_epochs=80.0, reach_seconds=60.0, budget_epochs=200.0) is None
