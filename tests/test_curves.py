@@ -411,6 +411,10 @@ def test_the_command_writes_the_tables_and_merging_its_runs_reproduces_them(tmp_
         assert merged[key]["mode"] == key.split("-")[0]
         for arm in ("random_fifo", "random_asha", "tpe_asha"):
             assert merged[key]["arms"][arm]["final_per_seed"] == one[key]["arms"][arm]["final_per_seed"]
+    # A run of a variant without the shipped arm reports it without the test against it (merge adds that).
+    assert main(["simulate", *common, "--mode", "surrogate", "--arms", "random_fifo", "--variants", "tpe_asha_rf4",
+                 "--out", str(tmp_path / "c")]) == 0
+    assert "| tpe_asha_rf4 |" in (tmp_path / "c" / "report.md").read_text()
     report = (tmp_path / "m" / "report.md").read_text()
     assert "**The goal**" in report and "| tpe_asha_no_liar |" in report
     # Each setting's goal carries what it allows at best, from the table's recorded runs (bound.py).

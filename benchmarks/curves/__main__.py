@@ -215,8 +215,8 @@ def summary_tables(results: dict) -> str:
                 r = settings[k]["arms"].get(a)
                 if r is None:
                     cells.append("not run")
-                elif a == protocol.SHIPPED:
-                    cells.append(_cell(r))
+                elif a == protocol.SHIPPED or protocol.SHIPPED not in r["vs"]:
+                    cells.append(_cell(r))  # a run of the variants alone: `merge` it with the shipped arm's runs
                 else:
                     t = r["vs"][protocol.SHIPPED]
                     sign = "+" if t["mean_diff"] < 0 else "−" if t["mean_diff"] > 0 else "="
