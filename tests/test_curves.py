@@ -399,7 +399,10 @@ def test_the_command_writes_the_tables_and_merging_its_runs_reproduces_them(tmp_
     # The shipped arm again, beside another variant: the same seeds give the same runs, so merging is one run of all.
     assert main(["simulate", *common, "--arms", "tpe_asha", "--variants", "tpe_asha_no_liar", "--out",
                  str(tmp_path / "b"), "--runs-json", str(tmp_path / "b.json")]) == 0
-    assert main(["merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "m")]) == 0
+    assert main(["merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "m"),
+                 "--runs-json", str(tmp_path / "m-runs" / "all.json")]) == 0
+    # 2 seeds x (3 arms in 2 modes + 2 variants in the surrogate mode), the shared ones once
+    assert len(json.loads((tmp_path / "m-runs" / "all.json").read_text())) == 2 * (3 * 2 + 2)
     one = json.loads((tmp_path / "a" / "results.json").read_text())["tables"]["cifar-slice"]["settings"]
     merged = json.loads((tmp_path / "m" / "results.json").read_text())["tables"]["cifar-slice"]["settings"]
     # Both modes by default; the variants in the surrogate mode only.

@@ -358,6 +358,7 @@ def merge_cmd(args: argparse.Namespace) -> int:
                 raise SystemExit(f"{path}: {key} differs from the same run in an earlier file")
             runs[key] = r
     if args.runs_json:
+        Path(args.runs_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.runs_json).write_text(json.dumps(list(runs.values())))
     write_outputs(list(runs.values()), args)
     print(f"\n{len(runs)} searches from {len(args.runs)} files -> {args.out}/results.json, {args.out}/report.md")
