@@ -29,9 +29,7 @@ def best_allowed(bed, level: float, workers: int, reach_epochs: float | None, re
     ``workers`` at once, against random_fifo's reach (``reach_epochs``, ``reach_seconds``); None when no recorded
     run ends at or below ``level``."""
     best, worst = bed.finals()
-    good = [c for c in bed.curves
-            if not c.diverged and len(c.val_acc) == (c.planned or bed.planned_epochs(c.params))
-            and normalised_regret(c.val_acc[-1], best, worst) <= level + 1e-12]
+    good = [c for c in bed.finished_runs() if normalised_regret(c.val_acc[-1], best, worst) <= level + 1e-12]
     if not good:
         return None
     e_min = min(sum(c.cost(i + 1) for i in range(len(c.val_acc))) for c in good)

@@ -67,10 +67,14 @@ class Testbed:
             return self.recorded.planned(params)
         return int(params[self.epochs_param]) if self.epochs_param in params else self.max_t
 
+    def finished_runs(self) -> list[Curve]:
+        """The recorded runs that ran all their planned reports without diverging."""
+        return [c for c in self.curves
+                if not c.diverged and len(c.val_acc) == (c.planned or self.planned_epochs(c.params))]
+
     def finals(self) -> tuple[float, float]:
-        """The best and worst final metric of the recorded runs that ran all their planned reports."""
-        finals = [c.val_acc[-1] for c in self.curves
-                  if not c.diverged and len(c.val_acc) == (c.planned or self.planned_epochs(c.params))]
+        """The best and worst final metric of the finished runs (``finished_runs``)."""
+        finals = [c.val_acc[-1] for c in self.finished_runs()]
         return max(finals), min(finals)
 
     def planned_choices(self) -> list[int] | None:
