@@ -13,8 +13,8 @@ from .config import SearchConfig
 GROUPS = {
     "the search": ("space", "data", "time_budget", "num_samples", "max_epochs", "out"),
     "resources": ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "address", "storage_path"),
-    "the algorithm": ("sampler", "scheduler", "grace_period", "reduction_factor", "n_startup_trials", "choices",
-                      "recipe", "full_space", "warm_start", "seed"),
+    "the algorithm": ("sampler", "scheduler", "grace_period", "reduction_factor", "n_startup_trials", "tpe_independent",
+                      "choices", "recipe", "full_space", "warm_start", "seed"),
     "after the search": ("retrain", "retrain_epochs", "retrain_share", "report"),
 }
 

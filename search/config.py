@@ -26,6 +26,7 @@ from spaces.budget import EARLY_RUNGS, default_grace_period
 
 from .constants import STUDY_DB
 from .errors import SearchError
+from .sampler import INDEPENDENT_SHARE
 from .state import CONFIG, read_record
 
 
@@ -109,6 +110,10 @@ class SearchConfig(DataConfig):
                              choices=("asha", "fifo"))
     n_startup_trials: int | None = setting(None, "random trials before TPE models the results",
                                            default_text="a share of --num-samples (search/sampler.py)")
+    tpe_independent: float = setting(INDEPENDENT_SHARE, "share of TPE's trials, each chosen by its seed, that model "
+                                                        "each parameter on its own (Optuna's default); the rest model "
+                                                        "them jointly (multivariate). 1: all on their own",
+                                     metavar="SHARE")
     time_budget: str | None = setting(None, "bound the whole command, search, retrain and report, to this long "
                                             "(e.g. 10m, 2h, 3600s); trials cut short are PRUNED", metavar="DURATION",
                                       defining=False)
@@ -168,6 +173,8 @@ class SearchConfig(DataConfig):
             raise SearchError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}")
         if self.n_startup_trials is not None and self.n_startup_trials < 0:
             raise SearchError(f"--n-startup-trials must be >= 0, got {self.n_startup_trials}")
+        if not 0 <= self.tpe_independent <= 1:
+            raise SearchError(f"--tpe-independent must be in [0, 1], got {self.tpe_independent:g}")
         if self.time_budget is not None:
             parse_duration(self.time_budget)
         if self.retrain_share is not None and not 0 <= self.retrain_share < 1:

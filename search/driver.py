@@ -220,7 +220,8 @@ def _tune(config: SearchConfig, resume: bool, out: Path, storage_path: str, t_st
     per_epoch = len(data.train_labels) + len(data.val_labels)  # images a retrain epoch sees: train + validation
     startup = n_startup_trials(config.num_samples, config.n_startup_trials)
     study_storage = open_storage(out)
-    study = create_study(study_storage, config.study_name, make_sampler(config.sampler, config.seed, startup))
+    sampler = make_sampler(config.sampler, config.seed, startup, independent_share=config.tpe_independent)
+    study = create_study(study_storage, config.study_name, sampler)
     signals.now(lambda name: resume_line(out, name))  # from here the study holds what a --resume continues
     t0 -= record_start(study, config.to_dict(), data.describe(), resume=resume, **extra)  # earlier runs' time
     if not resume:

@@ -41,6 +41,8 @@ def test_search_config_checks_its_values_and_round_trips_through_json(tmp_path):
         SearchConfig(space="smoke", sampler="grid")
     with pytest.raises(SearchError, match="like 90m"):
         SearchConfig(space="smoke", time_budget="soon")
+    with pytest.raises(SearchError, match=r"--tpe-independent must be in \[0, 1\], got 1.5"):
+        SearchConfig(space="smoke", tpe_independent=1.5)
     config = SearchConfig(space="smoke", choices={"batch_size": [32]}, amp=False, time_budget="1h30m")
     assert config.choices == {"batch_size": ["32"]} and config.time_budget_s == 5400
     (tmp_path / "search.json").write_text(json.dumps({"config": config.to_dict()}))

@@ -13,7 +13,7 @@ budget, W and mode, against each baseline) by Holm's step-down method. ``report 
 ``merge`` summarises the runs of several ``--runs-json`` files as one run of them all.
 
 Example: the issue-33 protocol (its defaults: the three tables, 30 seeds, budgets 20 and 100 full
-trials, W = 4 and 16, both modes, the 6 arms; the 10 one-change arms in the surrogate mode)::
+trials, W = 4 and 16, both modes, the 6 arms; the 11 one-change arms in the surrogate mode)::
 
     nice -n 15 python -m benchmarks.curves simulate --jobs 2 --out runs/curves-33 \
         --runs-json runs/curves-33/runs.json --png docs/search-quality-curves.png

@@ -22,6 +22,7 @@ import optuna
 from benchmarks.curves.simulate import simulate
 from benchmarks.curves.stats import first_reach, mean_se, normalised_regret, ranks, sign_test, step_at, wilcoxon
 from search.progress import expected_epochs_left
+from search.sampler import INDEPENDENT_SHARE
 from search.tune.scheduler import asha_rungs, rung_epochs
 from spaces.budget import EARLY_RUNGS, default_grace_period
 
@@ -51,6 +52,7 @@ class Arm:
     rungs: str = "fraction"  # --rungs: fraction of each trial's planned epochs (shipped), or epochs (Ray's ASHA)
     random_fraction: float = 0.0  # the share of TPE's trials drawn at random (search.sampler.make_sampler)
     early_rungs: int = EARLY_RUNGS  # --early-rungs: ASHA's rungs below the grace period, once the study earns them
+    tpe_independent: float = INDEPENDENT_SHARE  # --tpe-independent: the share of TPE's trials that are not multivariate
 
     def grace(self, max_t: int) -> int:
         if self.grace_period is not None:
@@ -80,6 +82,7 @@ ARMS = {a.name: a for a in [
     # Issue 33: the rungs in epochs, the same for every trial (the default before it); random + ASHA on fractions.
     Arm("tpe_asha_epoch_rungs", rungs="epochs"),
     Arm("tpe_asha_early_rungs", early_rungs=2),  # two early rungs, earned by the study (issue 33; not the default)
+    Arm("tpe_asha_tpe_half", tpe_independent=0.5),  # half of TPE's trials not multivariate (issue 33; not the default)
     Arm("random_asha_fraction", sampler="random", recipe=False, space="full"),
     # What the budget plan and its recipes add (the CIFAR table; on a table without a plan the first two are tpe_asha
     # and the third random_fifo): the shipped search with --no-recipe, with --full-space, and random search on the
@@ -91,7 +94,7 @@ ARMS = {a.name: a for a in [
 DEFAULT_ARMS = ["random_fifo", "random_asha", "tpe_fifo", SHIPPED, "optuna_hyperband", "one_rung_topk"]
 VARIANTS = ["tpe_asha_grace1", "tpe_asha_grace_quarter", "tpe_asha_rf2", "tpe_asha_rf4", "tpe_asha_startup4",
             "tpe_asha_startup10", "tpe_asha_no_liar", "tpe_asha_epoch_rungs", "random_asha_fraction",
-            "tpe_asha_early_rungs"]
+            "tpe_asha_early_rungs", "tpe_asha_tpe_half"]
 DECOMPOSITION = ["tpe_asha_no_recipe", "tpe_asha_full_space", "random_fifo_budget"]
 UNLIMITED = 10 ** 9  # plain Optuna's n_trials: the trial-epoch budget stops it
 
@@ -146,10 +149,12 @@ def build_search(arm: Arm, space, recipes: list[dict], seed: int, num_samples: i
     config = SearchConfig(space="scratch", sampler=arm.sampler, scheduler=arm.scheduler, recipe=arm.recipe,
                           num_samples=num_samples, max_epochs=max_t, seed=seed, grace_period=arm.grace(max_t),
                           reduction_factor=arm.reduction_factor, rungs=arm.rungs, early_rungs=arm.early_rungs,
-                          n_startup_trials=None if arm.startup == "quarter" else int(arm.startup))
+                          n_startup_trials=None if arm.startup == "quarter" else int(arm.startup),
+                          tpe_independent=arm.tpe_independent)
     storage = storage or optuna.storages.InMemoryStorage()
     sampler = make_sampler(config.sampler, seed, n_startup_trials(num_samples, config.n_startup_trials),
-                           constant_liar=arm.constant_liar, random_fraction=arm.random_fraction)
+                           constant_liar=arm.constant_liar, random_fraction=arm.random_fraction,
+                           independent_share=config.tpe_independent)
     study = create_study(storage, config.study_name, sampler)
     if config.recipe and recipes:
         enqueue_recipes(study, list(recipes), num_samples)
