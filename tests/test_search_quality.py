@@ -39,11 +39,12 @@ def test_random_fraction_draws_that_share_of_tpes_trials_at_random_and_the_rest_
 
 
 def test_tpe_independent_models_that_share_of_trials_one_by_one_each_chosen_by_the_trials_seed():
+    def objective(t):
+        return (t.suggest_float("x", 0.0, 1.0) - 0.3) ** 2 + (t.suggest_float("y", 0.0, 1.0) - 0.6) ** 2
+
     def run(share):
-        sampler = make_sampler("tpe", 7, 4, independent_share=share)
-        study = optuna.create_study(sampler=sampler)
-        study.optimize(lambda t: (t.suggest_float("x", 0.0, 1.0) - 0.3) ** 2 + (t.suggest_float("y", 0.0, 1.0) - 0.6) ** 2,
-                       n_trials=24)
+        study = optuna.create_study(sampler=make_sampler("tpe", 7, 4, independent_share=share))
+        study.optimize(objective, n_trials=24)
         return study, [(t.params["x"], t.params["y"]) for t in study.trials]
 
     def joint(study, share):
@@ -52,14 +53,14 @@ def test_tpe_independent_models_that_share_of_trials_one_by_one_each_chosen_by_t
         fresh = make_sampler("tpe", 7, 4, independent_share=share)
         return [bool(fresh.infer_relative_search_space(study, t)) for t in study.trials]
 
-    (all_joint, xs0), (none_joint, xs1), (half, xs_half) = run(0.0), run(1.0), run(0.5)
+    (all_joint, points0), (none_joint, points1), (half, points_half) = run(0.0), run(1.0), run(0.5)
     assert joint(all_joint, 0.0) == [True] * 24 and joint(none_joint, 1.0) == [False] * 24
     mixed = joint(half, 0.5)
     assert 4 <= sum(mixed[4:]) <= 16  # about half of TPE's 20 trials, chosen per trial
-    assert xs0[:4] == xs1[:4] == xs_half[:4]  # the same random start
+    assert points0[:4] == points1[:4] == points_half[:4]  # the same random start
     # Up to the first trial whose model differs, the mixed search is the all-joint one, then it is not.
     first = mixed.index(False, 4)
-    assert xs_half[:first] == xs0[:first] and xs_half[first] != xs0[first]
+    assert points_half[:first] == points0[:first] and points_half[first] != points0[first]
 
 
 @pytest.mark.slow
