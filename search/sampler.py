@@ -68,7 +68,8 @@ class PerTrialSeed(BaseSampler):
 # The share of TPE's trials that model each parameter on its own (Optuna's default, multivariate=False); the rest
 # model them jointly (multivariate=True). Every trial joint by default: half of each helped opda's AlexNet table
 # at budget 100, but on this project's CIFAR table at budget 20 it hung on which trials drew which model, and with
-# one of the two assignments it lost to the joint model (benchmarks/README.md, "Which TPE model, a promotion ASHA, TPE's prior").
+# one of the two assignments it lost to the joint model (benchmarks/README.md, "Which TPE model, a promotion ASHA,
+# TPE's prior").
 INDEPENDENT_SHARE = 0.0
 
 
